@@ -1,0 +1,371 @@
+//! Source positions.
+//!
+//! A position says how far a source has been read or applied. It is a closed enum because
+//! the kinds are not interchangeable: a PostgreSQL LSN and a MariaDB GTID state describe
+//! different logs, and a file/offset pair is only ordered within one server's binlog
+//! sequence. Comparison is therefore fallible ([`Position::try_cmp`]): positions of
+//! different kinds, or GTID states that are concurrent (ahead in one domain, behind in
+//! another), refuse to compare instead of yielding a plausible but wrong answer. Nobody
+//! takes `max()` of positions; the pipeline tracks "received", "durably applied" and
+//! "acknowledged" separately and only ever moves each forward through `try_cmp`.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A PostgreSQL write-ahead-log position (`XXXXXXXX/XXXXXXXX`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Lsn(pub u64);
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
+    }
+}
+
+impl FromStr for Lsn {
+    type Err = PositionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || PositionError::Parse { text: s.to_owned(), expected: "an LSN like 0/16B3748" };
+        let (hi, lo) = s.split_once('/').ok_or_else(bad)?;
+        let hi = u32::from_str_radix(hi, 16).map_err(|_| bad())?;
+        let lo = u32::from_str_radix(lo, 16).map_err(|_| bad())?;
+        Ok(Lsn((u64::from(hi) << 32) | u64::from(lo)))
+    }
+}
+
+/// A replicated-transaction state.
+///
+/// MariaDB keeps one `server-seq` per replication domain (`0-1-42,1-7-3`); MySQL keeps, per
+/// source server UUID, the set of transaction numbers executed (`uuid:1-5:7`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GtidSet {
+    /// domain id → (server id, sequence number) of the last transaction in that domain.
+    MariaDb(BTreeMap<u32, (u32, u64)>),
+    /// server uuid → sorted, disjoint, inclusive intervals of transaction numbers.
+    MySql(BTreeMap<String, Vec<(u64, u64)>>),
+}
+
+impl GtidSet {
+    /// An empty MariaDB state.
+    pub fn mariadb() -> Self {
+        GtidSet::MariaDb(BTreeMap::new())
+    }
+
+    /// Record one MariaDB GTID (`domain-server-seq`) as executed.
+    pub fn record_mariadb(&mut self, domain: u32, server: u32, seq: u64) -> Result<(), PositionError> {
+        match self {
+            GtidSet::MariaDb(m) => {
+                m.insert(domain, (server, seq));
+                Ok(())
+            }
+            GtidSet::MySql(_) => Err(PositionError::Incomparable {
+                left: "a MySQL GTID set".into(),
+                right: "a MariaDB GTID".into(),
+            }),
+        }
+    }
+
+    /// Record one MySQL GTID (`uuid:n`) as executed.
+    pub fn record_mysql(&mut self, uuid: &str, n: u64) -> Result<(), PositionError> {
+        match self {
+            GtidSet::MySql(m) => {
+                let ranges = m.entry(uuid.to_ascii_lowercase()).or_default();
+                ranges.push((n, n));
+                normalize_ranges(ranges);
+                Ok(())
+            }
+            GtidSet::MariaDb(_) => Err(PositionError::Incomparable {
+                left: "a MariaDB GTID state".into(),
+                right: "a MySQL GTID".into(),
+            }),
+        }
+    }
+
+    /// Parse either flavour; MariaDB's when every element is `d-s-n`, MySQL's otherwise.
+    pub fn parse(s: &str) -> Result<Self, PositionError> {
+        let s = s.trim();
+        let bad = |expected| PositionError::Parse { text: s.to_owned(), expected };
+        if s.is_empty() {
+            return Ok(GtidSet::mariadb());
+        }
+        if s.contains(':') {
+            let mut m: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+            for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let mut it = part.split(':');
+                let uuid = it.next().ok_or_else(|| bad("uuid:interval"))?.to_ascii_lowercase();
+                let ranges = m.entry(uuid).or_default();
+                for iv in it {
+                    let (a, b) = match iv.split_once('-') {
+                        Some((a, b)) => (a, b),
+                        None => (iv, iv),
+                    };
+                    let a = a.parse().map_err(|_| bad("a MySQL GTID set like uuid:1-5"))?;
+                    let b = b.parse().map_err(|_| bad("a MySQL GTID set like uuid:1-5"))?;
+                    if a > b {
+                        return Err(bad("ascending GTID intervals"));
+                    }
+                    ranges.push((a, b));
+                }
+                normalize_ranges(ranges);
+            }
+            return Ok(GtidSet::MySql(m));
+        }
+        let mut m = BTreeMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut it = part.splitn(3, '-');
+            let mut next = || -> Result<u64, PositionError> {
+                it.next()
+                    .and_then(|x| x.parse().ok())
+                    .ok_or_else(|| bad("a MariaDB GTID state like 0-1-42,1-2-7"))
+            };
+            let (d, srv, seq) = (next()?, next()?, next()?);
+            let d = u32::try_from(d).map_err(|_| bad("a 32-bit domain id"))?;
+            let srv = u32::try_from(srv).map_err(|_| bad("a 32-bit server id"))?;
+            m.insert(d, (srv, seq));
+        }
+        Ok(GtidSet::MariaDb(m))
+    }
+
+    fn try_cmp(&self, other: &Self) -> Result<Ordering, PositionError> {
+        let incomparable = || PositionError::Incomparable {
+            left: self.to_string(),
+            right: other.to_string(),
+        };
+        let (mut less, mut greater) = (false, false);
+        match (self, other) {
+            (GtidSet::MariaDb(a), GtidSet::MariaDb(b)) => {
+                let domains: std::collections::BTreeSet<_> = a.keys().chain(b.keys()).collect();
+                for d in domains {
+                    let sa = a.get(d).map_or(0, |x| x.1);
+                    let sb = b.get(d).map_or(0, |x| x.1);
+                    match sa.cmp(&sb) {
+                        Ordering::Less => less = true,
+                        Ordering::Greater => greater = true,
+                        Ordering::Equal => {}
+                    }
+                }
+            }
+            (GtidSet::MySql(a), GtidSet::MySql(b)) => {
+                let a_in_b = is_subset(a, b);
+                let b_in_a = is_subset(b, a);
+                less = a_in_b && !b_in_a;
+                greater = b_in_a && !a_in_b;
+                if !a_in_b && !b_in_a {
+                    return Err(incomparable());
+                }
+            }
+            _ => return Err(incomparable()),
+        }
+        match (less, greater) {
+            (true, true) => Err(incomparable()),
+            (true, false) => Ok(Ordering::Less),
+            (false, true) => Ok(Ordering::Greater),
+            (false, false) => Ok(Ordering::Equal),
+        }
+    }
+}
+
+fn normalize_ranges(r: &mut Vec<(u64, u64)>) {
+    r.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(r.len());
+    for &(a, b) in r.iter() {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    *r = out;
+}
+
+fn is_subset(a: &BTreeMap<String, Vec<(u64, u64)>>, b: &BTreeMap<String, Vec<(u64, u64)>>) -> bool {
+    a.iter().all(|(uuid, ranges)| {
+        let other = b.get(uuid).map(Vec::as_slice).unwrap_or(&[]);
+        ranges.iter().all(|&(x, y)| other.iter().any(|&(p, q)| p <= x && y <= q))
+    })
+}
+
+impl fmt::Display for GtidSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GtidSet::MariaDb(m) => {
+                let parts: Vec<String> =
+                    m.iter().map(|(d, (s, n))| format!("{d}-{s}-{n}")).collect();
+                f.write_str(&parts.join(","))
+            }
+            GtidSet::MySql(m) => {
+                let parts: Vec<String> = m
+                    .iter()
+                    .map(|(u, rs)| {
+                        let ivs: Vec<String> = rs
+                            .iter()
+                            .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                            .collect();
+                        format!("{u}:{}", ivs.join(":"))
+                    })
+                    .collect();
+                f.write_str(&parts.join(","))
+            }
+        }
+    }
+}
+
+/// Where a source stands in its change log.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Position {
+    /// PostgreSQL: the end LSN of a commit (what the slot is acknowledged with).
+    PgLsn { lsn: Lsn },
+    /// MySQL/MariaDB: the GTID state after a transaction, plus the file/offset it ended at
+    /// (informational; the GTID state is what orders and resumes).
+    MySqlGtid { gtid: GtidSet, file: Option<String>, pos: Option<u64> },
+    /// MySQL/MariaDB without GTIDs: binlog file name and byte offset after the transaction.
+    MySqlFile { file: String, pos: u64 },
+}
+
+impl Position {
+    /// Compare two positions of the same log.
+    ///
+    /// Fails for positions of different kinds and for concurrent GTID states. File
+    /// positions compare by the binlog's numeric suffix, then by offset.
+    pub fn try_cmp(&self, other: &Position) -> Result<Ordering, PositionError> {
+        match (self, other) {
+            (Position::PgLsn { lsn: a }, Position::PgLsn { lsn: b }) => Ok(a.cmp(b)),
+            (Position::MySqlGtid { gtid: a, .. }, Position::MySqlGtid { gtid: b, .. }) => {
+                a.try_cmp(b)
+            }
+            (Position::MySqlFile { file: fa, pos: pa }, Position::MySqlFile { file: fb, pos: pb }) => {
+                let (ba, na) = split_binlog_name(fa)
+                    .ok_or_else(|| PositionError::BadFileName { file: fa.clone() })?;
+                let (bb, nb) = split_binlog_name(fb)
+                    .ok_or_else(|| PositionError::BadFileName { file: fb.clone() })?;
+                if ba != bb {
+                    return Err(PositionError::Incomparable {
+                        left: self.to_string(),
+                        right: other.to_string(),
+                    });
+                }
+                Ok(na.cmp(&nb).then(pa.cmp(pb)))
+            }
+            _ => Err(PositionError::Incomparable { left: self.to_string(), right: other.to_string() }),
+        }
+    }
+
+    /// True when `self` is at or before `other` (the "already applied" test).
+    pub fn is_at_or_before(&self, other: &Position) -> Result<bool, PositionError> {
+        Ok(self.try_cmp(other)? != Ordering::Greater)
+    }
+
+    /// Serialise for a checkpoint table column.
+    pub fn to_checkpoint_text(&self) -> String {
+        // Serialising a plain enum of strings and integers cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("null"))
+    }
+
+    /// Parse what [`Position::to_checkpoint_text`] wrote.
+    pub fn from_checkpoint_text(s: &str) -> Result<Position, PositionError> {
+        serde_json::from_str(s).map_err(|_| PositionError::Parse {
+            text: s.to_owned(),
+            expected: "a checkpoint written by tandem",
+        })
+    }
+}
+
+fn split_binlog_name(name: &str) -> Option<(&str, u64)> {
+    let (base, num) = name.rsplit_once('.')?;
+    Some((base, num.parse().ok()?))
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::PgLsn { lsn } => write!(f, "lsn {lsn}"),
+            Position::MySqlGtid { gtid, .. } => write!(f, "gtid {gtid}"),
+            Position::MySqlFile { file, pos } => write!(f, "{file}:{pos}"),
+        }
+    }
+}
+
+/// Why a position could not be parsed or compared.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PositionError {
+    #[error("Positions {left} and {right} belong to different logs or concurrent histories and cannot be ordered")]
+    Incomparable { left: String, right: String },
+    #[error("Cannot parse {text:?}: expected {expected}")]
+    Parse { text: String, expected: &'static str },
+    #[error("Binlog file name {file:?} has no numeric suffix")]
+    BadFileName { file: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_round_trips_through_text() {
+        let l: Lsn = "16/B374D848".parse().unwrap();
+        assert_eq!(l.0, 0x16_B374_D848);
+        assert_eq!(l.to_string(), "16/B374D848");
+        assert!("16B374D848".parse::<Lsn>().is_err());
+    }
+
+    #[test]
+    fn positions_of_different_kinds_never_compare() {
+        let a = Position::PgLsn { lsn: Lsn(5) };
+        let b = Position::MySqlFile { file: "bin.000001".into(), pos: 4 };
+        assert!(a.try_cmp(&b).is_err());
+    }
+
+    #[test]
+    fn mariadb_states_compare_per_domain() {
+        let a = GtidSet::parse("0-1-10,1-2-5").unwrap();
+        let b = GtidSet::parse("0-1-11,1-2-5").unwrap();
+        let c = GtidSet::parse("0-1-9,1-2-6").unwrap();
+        let pa = Position::MySqlGtid { gtid: a, file: None, pos: None };
+        let pb = Position::MySqlGtid { gtid: b, file: None, pos: None };
+        let pc = Position::MySqlGtid { gtid: c, file: None, pos: None };
+        assert_eq!(pa.try_cmp(&pb).unwrap(), Ordering::Less);
+        assert_eq!(pb.try_cmp(&pa).unwrap(), Ordering::Greater);
+        assert!(pa.try_cmp(&pc).is_err(), "ahead in one domain, behind in another");
+        // A domain absent on one side counts as sequence 0.
+        let d = Position::MySqlGtid { gtid: GtidSet::parse("0-1-10").unwrap(), file: None, pos: None };
+        assert_eq!(d.try_cmp(&pa).unwrap(), Ordering::Less);
+    }
+
+    #[test]
+    fn mysql_sets_compare_by_inclusion() {
+        let a = GtidSet::parse("3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5").unwrap();
+        let b = GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-3:4-7").unwrap();
+        assert_eq!(b.to_string(), "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-7");
+        assert_eq!(a.try_cmp(&b).unwrap(), Ordering::Less);
+        let c = GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:9").unwrap();
+        assert!(b.try_cmp(&c).is_err());
+    }
+
+    #[test]
+    fn file_positions_order_by_sequence_then_offset() {
+        let a = Position::MySqlFile { file: "bin.000009".into(), pos: 900 };
+        let b = Position::MySqlFile { file: "bin.000010".into(), pos: 4 };
+        assert_eq!(a.try_cmp(&b).unwrap(), Ordering::Less);
+        let other = Position::MySqlFile { file: "other.000010".into(), pos: 4 };
+        assert!(a.try_cmp(&other).is_err());
+    }
+
+    #[test]
+    fn checkpoint_text_round_trips() {
+        for p in [
+            Position::PgLsn { lsn: Lsn(0x1_0000_0010) },
+            Position::MySqlGtid {
+                gtid: GtidSet::parse("0-1-7,5-9-2").unwrap(),
+                file: Some("bin.000002".into()),
+                pos: Some(1234),
+            },
+            Position::MySqlFile { file: "bin.000001".into(), pos: 4 },
+        ] {
+            assert_eq!(Position::from_checkpoint_text(&p.to_checkpoint_text()).unwrap(), p);
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The sink seam: applying resolved rows to a target database, one transaction at a time.
+//!
+//! The applier drives a sink through `begin → (fetch_current, write, record_*)* → commit`.
+//! `commit` writes the source position into tandem's checkpoint table *in the same target
+//! transaction* as the rows (invariant 1), so after a crash [`Sink::checkpoint`] says exactly
+//! which source transactions took effect. A sink tags its writes so that the reader of its
+//! own database recognises and drops them (invariant 2: PostgreSQL replication origin,
+//! MariaDB `skip_replication`, or a marker row).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::change::TableId;
+use crate::error::StageError;
+use crate::position::Position;
+use crate::value::{ColumnType, Value};
+
+/// A mapped table as the sink writes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetTable {
+    pub table: TableId,
+    /// Column names and types, in the order [`RowWrite::Insert`] values use.
+    pub columns: Vec<(String, ColumnType)>,
+    /// Indexes into `columns` of the key the mapping matches rows by.
+    pub key: Vec<usize>,
+}
+
+impl TargetTable {
+    pub fn key_names(&self) -> impl Iterator<Item = &str> {
+        self.key.iter().filter_map(|&i| self.columns.get(i).map(|c| c.0.as_str()))
+    }
+}
+
+/// One resolved write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowWrite {
+    /// Insert a whole row (values for every column of the table, in order). If the key
+    /// exists after all (a concurrent writer), the sink overwrites it.
+    Insert { values: Vec<Value> },
+    /// Set `columns` (indexes into the table's columns) of the row with `key`.
+    Update { key: Vec<Value>, columns: Vec<(usize, Value)> },
+    Delete { key: Vec<Value> },
+}
+
+/// What tandem read or decided about one conflict, stored in `tandem_conflicts`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConflictRecord {
+    pub mapping: String,
+    /// `insert_exists`, `update_missing`, `update_differs`, `delete_missing`, `delete_differs`.
+    pub kind: String,
+    pub strategy: String,
+    /// `applied`, `kept_target`, `merged`, `parked`.
+    pub decision: String,
+    pub key: serde_json::Value,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub current: Option<serde_json::Value>,
+    pub source_commit_time: Option<DateTime<Utc>>,
+}
+
+/// A change that could not be applied, stored in `tandem_dead_letters`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub mapping: String,
+    pub key: serde_json::Value,
+    /// The change as the source sent it.
+    pub change: serde_json::Value,
+    pub reason: String,
+    pub source_position: String,
+}
+
+#[async_trait]
+pub trait Sink: Send {
+    /// The last source position durably applied for `pipeline` (a direction's name), read
+    /// from the checkpoint table; `None` before the first commit.
+    async fn checkpoint(&mut self, pipeline: &str) -> Result<Option<Position>, StageError>;
+
+    /// Open a target transaction.
+    async fn begin(&mut self) -> Result<(), StageError>;
+
+    /// The current target rows for `keys` (each in key-column order), read inside the open
+    /// transaction and locked against concurrent writers until commit. `None` where no row
+    /// has the key. One round trip per call.
+    async fn fetch_current(
+        &mut self,
+        table: &TargetTable,
+        keys: &[Vec<Value>],
+    ) -> Result<Vec<Option<Vec<Value>>>, StageError>;
+
+    /// Apply writes to one table, batched into as few statements as possible.
+    async fn write(&mut self, table: &TargetTable, writes: &[RowWrite]) -> Result<(), StageError>;
+
+    /// Record conflicts and dead letters in the open transaction.
+    async fn record(
+        &mut self,
+        conflicts: &[ConflictRecord],
+        dead_letters: &[DeadLetter],
+    ) -> Result<(), StageError>;
+
+    /// Write `position` as `pipeline`'s checkpoint and commit, atomically.
+    async fn commit(
+        &mut self,
+        pipeline: &str,
+        position: &Position,
+        source_commit_time: DateTime<Utc>,
+    ) -> Result<(), StageError>;
+
+    /// Abandon the open transaction (after an error; the applier then retries or halts).
+    async fn rollback(&mut self) -> Result<(), StageError>;
+}
