@@ -29,7 +29,10 @@ pub struct TableId {
 
 impl TableId {
     pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        TableId { schema: schema.into(), name: name.into() }
+        TableId {
+            schema: schema.into(),
+            name: name.into(),
+        }
     }
 
     /// Parse `schema.table` or `table` (with `default_schema`).
@@ -161,10 +164,15 @@ pub enum SourceEvent {
     Begin(TxBegin),
     Change(Change),
     /// Tables emptied by `TRUNCATE` inside the current transaction.
-    Truncate { tables: Vec<Arc<TableSchema>> },
+    Truncate {
+        tables: Vec<Arc<TableSchema>>,
+    },
     Commit(TxCommit),
     /// The source has read up to `position` and no transaction is open: nothing between the
     /// last commit and here concerns tandem (skipped, filtered or own transactions). The
     /// applier may checkpoint it so that an idle source still advances.
-    Progress { position: Position, at: DateTime<Utc> },
+    Progress {
+        position: Position,
+        at: DateTime<Utc>,
+    },
 }

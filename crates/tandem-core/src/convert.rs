@@ -45,7 +45,11 @@ fn decimal_digits(d: &BigDecimal) -> (u64, i64) {
     // (integer digits, scale) of the normalised value; zero has no integer digits.
     let n = d.normalized();
     let (digits, scale) = n.as_bigint_and_exponent();
-    let total = if digits.is_zero() { 0 } else { digits.magnitude().to_string().len() as i64 };
+    let total = if digits.is_zero() {
+        0
+    } else {
+        digits.magnitude().to_string().len() as i64
+    };
     let int_digits = (total - scale).max(0) as u64;
     (int_digits, scale.max(0))
 }
@@ -53,13 +57,17 @@ fn decimal_digits(d: &BigDecimal) -> (u64, i64) {
 fn convert_value(value: &Value, target: &ColumnType) -> Result<Value, String> {
     use ColumnType as T;
     if let Value::Unsupported { type_name, .. } = value {
-        return Err(format!("the source value of type {type_name} has no equivalent on the target"));
+        return Err(format!(
+            "the source value of type {type_name} has no equivalent on the target"
+        ));
     }
     if value.is_null() {
         return Ok(Value::Null);
     }
     match target {
-        T::Unsupported { type_name } => Err(format!("tandem does not write columns of type {type_name}")),
+        T::Unsupported { type_name } => {
+            Err(format!("tandem does not write columns of type {type_name}"))
+        }
         T::Bool => match value {
             Value::Bool(b) => Ok(Value::Bool(*b)),
             Value::Int(0) | Value::UInt(0) => Ok(Value::Bool(false)),
@@ -82,7 +90,11 @@ fn convert_value(value: &Value, target: &ColumnType) -> Result<Value, String> {
             if n < lo || n > hi {
                 return Err(format!("out of range {lo}..={hi}"));
             }
-            Ok(if n > i128::from(i64::MAX) { Value::UInt(n as u64) } else { Value::Int(n as i64) })
+            Ok(if n > i128::from(i64::MAX) {
+                Value::UInt(n as u64)
+            } else {
+                Value::Int(n as i64)
+            })
         }
         T::Float32 | T::Float64 => {
             let x = match value {
@@ -111,7 +123,9 @@ fn convert_value(value: &Value, target: &ColumnType) -> Result<Value, String> {
                 Value::UInt(u) => BigDecimal::from(*u),
                 Value::Bool(b) => BigDecimal::from(i64::from(*b)),
                 Value::Float(_) => {
-                    return Err("floats are not converted to exact decimals (map a decimal column)".into())
+                    return Err(
+                        "floats are not converted to exact decimals (map a decimal column)".into(),
+                    )
                 }
                 v => return Err(format!("a {} is not a number", v.kind())),
             };
@@ -119,7 +133,9 @@ fn convert_value(value: &Value, target: &ColumnType) -> Result<Value, String> {
                 let s = u64::from(scale.unwrap_or(0));
                 let (int_digits, frac) = decimal_digits(&d);
                 if frac as u64 > s {
-                    return Err(format!("has {frac} fractional digits, the column keeps {s}"));
+                    return Err(format!(
+                        "has {frac} fractional digits, the column keeps {s}"
+                    ));
                 }
                 if int_digits > u64::from(*p).saturating_sub(s) {
                     return Err(format!(
@@ -130,7 +146,10 @@ fn convert_value(value: &Value, target: &ColumnType) -> Result<Value, String> {
             }
             Ok(Value::Decimal(d))
         }
-        T::Text { max_chars, allows_nul } => {
+        T::Text {
+            max_chars,
+            allows_nul,
+        } => {
             let s = match value {
                 Value::Text(s) | Value::Json(s) => s.clone(),
                 Value::Uuid(u) => u.to_string(),
@@ -138,7 +157,12 @@ fn convert_value(value: &Value, target: &ColumnType) -> Result<Value, String> {
                 Value::UInt(u) => u.to_string(),
                 Value::Decimal(d) => d.to_string(),
                 Value::Bool(b) => b.to_string(),
-                v => return Err(format!("a {} is not text; map it to a column of its own type", v.kind())),
+                v => {
+                    return Err(format!(
+                        "a {} is not text; map it to a column of its own type",
+                        v.kind()
+                    ))
+                }
             };
             if !allows_nul && s.contains('\0') {
                 return Err("contains a NUL character, which PostgreSQL text cannot hold".into());
@@ -244,11 +268,17 @@ pub fn apply_delta(before: &Value, after: &Value, current: &Value) -> Option<Val
             _ => None,
         }
     };
-    if let (Value::Float(_) | Value::Null, Value::Float(_) | Value::Null, Value::Float(_) | Value::Null) =
-        (before, after, current)
+    if let (
+        Value::Float(_) | Value::Null,
+        Value::Float(_) | Value::Null,
+        Value::Float(_) | Value::Null,
+    ) = (before, after, current)
     {
         let f = |v: &Value| if let Value::Float(x) = v { *x } else { 0.0 };
-        if [before, after, current].iter().any(|v| matches!(v, Value::Float(_))) {
+        if [before, after, current]
+            .iter()
+            .any(|v| matches!(v, Value::Float(_)))
+        {
             return Some(Value::Float(f(after) - f(before) + f(current)));
         }
     }
@@ -279,26 +309,44 @@ mod tests {
 
     #[test]
     fn integers_are_range_checked() {
-        let t = ColumnType::Int { bytes: 1, unsigned: true };
+        let t = ColumnType::Int {
+            bytes: 1,
+            unsigned: true,
+        };
         assert_eq!(convert("c", &Value::Int(255), &t).unwrap(), Value::Int(255));
         let e = convert("qty", &Value::Int(256), &t).unwrap_err();
         assert_eq!(e.column, "qty");
         assert!(e.to_string().contains("out of range 0..=255"), "{e}");
-        let big = ColumnType::Int { bytes: 8, unsigned: true };
-        assert_eq!(convert("c", &Value::UInt(u64::MAX), &big).unwrap(), Value::UInt(u64::MAX));
-        let signed = ColumnType::Int { bytes: 8, unsigned: false };
+        let big = ColumnType::Int {
+            bytes: 8,
+            unsigned: true,
+        };
+        assert_eq!(
+            convert("c", &Value::UInt(u64::MAX), &big).unwrap(),
+            Value::UInt(u64::MAX)
+        );
+        let signed = ColumnType::Int {
+            bytes: 8,
+            unsigned: false,
+        };
         assert!(convert("c", &Value::UInt(u64::MAX), &signed).is_err());
         assert!(convert("c", &Value::Int(-1), &big).is_err());
     }
 
     #[test]
     fn decimals_keep_every_digit_or_fail() {
-        let t = ColumnType::Decimal { precision: Some(65), scale: Some(30) };
+        let t = ColumnType::Decimal {
+            precision: Some(65),
+            scale: Some(30),
+        };
         let v = dec("12345678901234567890123456789012345.123456789012345678901234567890");
         assert_eq!(convert("c", &v, &t).unwrap(), v);
         let e = convert("price", &dec("1.0000000000000000000000000000001"), &t).unwrap_err();
         assert!(e.reason.contains("fractional digits"), "{e}");
-        let small = ColumnType::Decimal { precision: Some(5), scale: Some(2) };
+        let small = ColumnType::Decimal {
+            precision: Some(5),
+            scale: Some(2),
+        };
         assert!(convert("c", &dec("999.99"), &small).is_ok());
         assert!(convert("c", &dec("1000.00"), &small).is_err());
         assert!(convert("c", &dec("-0.5"), &small).is_ok());
@@ -306,8 +354,14 @@ mod tests {
 
     #[test]
     fn nul_in_text_is_refused_for_postgres_only() {
-        let pg = ColumnType::Text { max_chars: None, allows_nul: false };
-        let my = ColumnType::Text { max_chars: None, allows_nul: true };
+        let pg = ColumnType::Text {
+            max_chars: None,
+            allows_nul: false,
+        };
+        let my = ColumnType::Text {
+            max_chars: None,
+            allows_nul: true,
+        };
         let v = Value::Text("a\0b".into());
         assert!(convert("name", &v, &pg).unwrap_err().reason.contains("NUL"));
         assert_eq!(convert("name", &v, &my).unwrap(), v);
@@ -317,19 +371,40 @@ mod tests {
     fn unsupported_values_never_cross() {
         let t = ColumnType::Timestamp {
             fsp: 6,
-            min: NaiveDate::from_ymd_opt(1000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap(),
-            max: NaiveDate::from_ymd_opt(9999, 12, 31).unwrap().and_hms_opt(23, 59, 59).unwrap(),
+            min: NaiveDate::from_ymd_opt(1000, 1, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap(),
+            max: NaiveDate::from_ymd_opt(9999, 12, 31)
+                .unwrap()
+                .and_hms_opt(23, 59, 59)
+                .unwrap(),
         };
-        let v = Value::Unsupported { type_name: "timestamptz".into(), text: "infinity".into() };
+        let v = Value::Unsupported {
+            type_name: "timestamptz".into(),
+            text: "infinity".into(),
+        };
         let e = convert("shipped_at", &v, &t).unwrap_err();
-        assert!(e.to_string().contains("shipped_at") && e.to_string().contains("infinity"), "{e}");
+        assert!(
+            e.to_string().contains("shipped_at") && e.to_string().contains("infinity"),
+            "{e}"
+        );
         assert!(convert("x", &Value::Float(f64::NAN), &ColumnType::Float64).is_err());
     }
 
     #[test]
     fn delta_is_exact() {
-        assert_eq!(apply_delta(&Value::Int(10), &Value::Int(7), &Value::Int(25)), Some(Value::Int(22)));
-        assert_eq!(apply_delta(&Value::Null, &Value::Int(5), &Value::Int(10)), Some(Value::Int(15)));
-        assert_eq!(apply_delta(&dec("1.10"), &dec("1.30"), &dec("2.00")).unwrap(), dec("2.20"));
+        assert_eq!(
+            apply_delta(&Value::Int(10), &Value::Int(7), &Value::Int(25)),
+            Some(Value::Int(22))
+        );
+        assert_eq!(
+            apply_delta(&Value::Null, &Value::Int(5), &Value::Int(10)),
+            Some(Value::Int(15))
+        );
+        assert_eq!(
+            apply_delta(&dec("1.10"), &dec("1.30"), &dec("2.00")).unwrap(),
+            dec("2.20")
+        );
     }
 }

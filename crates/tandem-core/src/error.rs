@@ -36,12 +36,22 @@ pub enum StageError {
 }
 
 impl StageError {
-    pub fn transient(what: impl Into<String>, source: impl StdError + Send + Sync + 'static) -> Self {
-        StageError::Transient { what: what.into(), source: Some(Box::new(source)) }
+    pub fn transient(
+        what: impl Into<String>,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        StageError::Transient {
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
     }
 
     pub fn definite(what: impl Into<String>, advice: impl Into<String>) -> Self {
-        StageError::Definite { what: what.into(), advice: advice.into(), source: None }
+        StageError::Definite {
+            what: what.into(),
+            advice: advice.into(),
+            source: None,
+        }
     }
 
     pub fn definite_from(
@@ -49,7 +59,11 @@ impl StageError {
         advice: impl Into<String>,
         source: impl StdError + Send + Sync + 'static,
     ) -> Self {
-        StageError::Definite { what: what.into(), advice: advice.into(), source: Some(Box::new(source)) }
+        StageError::Definite {
+            what: what.into(),
+            advice: advice.into(),
+            source: Some(Box::new(source)),
+        }
     }
 
     pub fn class(&self) -> ErrorClass {

@@ -13,16 +13,21 @@
 //! - [`config`]: the TOML configuration, its validation and secrets.
 
 pub mod change;
+pub mod check;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod mapper;
 pub mod position;
+pub mod resolve;
 pub mod sink;
 pub mod source;
 pub mod transport;
 pub mod value;
 
-pub use change::{Cell, Change, ColumnSchema, OldRow, Row, RowChange, SourceEvent, TableId, TableSchema};
+pub use change::{
+    Cell, Change, ColumnSchema, OldRow, Row, RowChange, SourceEvent, TableId, TableSchema,
+};
 pub use error::ErrorClass;
 pub use position::{GtidSet, Lsn, Position, PositionError};
 pub use value::{ColumnType, Value};

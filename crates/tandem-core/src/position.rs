@@ -29,7 +29,10 @@ impl fmt::Display for Lsn {
 impl FromStr for Lsn {
     type Err = PositionError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || PositionError::Parse { text: s.to_owned(), expected: "an LSN like 0/16B3748" };
+        let bad = || PositionError::Parse {
+            text: s.to_owned(),
+            expected: "an LSN like 0/16B3748",
+        };
         let (hi, lo) = s.split_once('/').ok_or_else(bad)?;
         let hi = u32::from_str_radix(hi, 16).map_err(|_| bad())?;
         let lo = u32::from_str_radix(lo, 16).map_err(|_| bad())?;
@@ -41,7 +44,7 @@ impl FromStr for Lsn {
 ///
 /// MariaDB keeps one `server-seq` per replication domain (`0-1-42,1-7-3`); MySQL keeps, per
 /// source server UUID, the set of transaction numbers executed (`uuid:1-5:7`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum GtidSet {
     /// domain id → (server id, sequence number) of the last transaction in that domain.
     MariaDb(BTreeMap<u32, (u32, u64)>),
@@ -56,7 +59,12 @@ impl GtidSet {
     }
 
     /// Record one MariaDB GTID (`domain-server-seq`) as executed.
-    pub fn record_mariadb(&mut self, domain: u32, server: u32, seq: u64) -> Result<(), PositionError> {
+    pub fn record_mariadb(
+        &mut self,
+        domain: u32,
+        server: u32,
+        seq: u64,
+    ) -> Result<(), PositionError> {
         match self {
             GtidSet::MariaDb(m) => {
                 m.insert(domain, (server, seq));
@@ -88,7 +96,10 @@ impl GtidSet {
     /// Parse either flavour; MariaDB's when every element is `d-s-n`, MySQL's otherwise.
     pub fn parse(s: &str) -> Result<Self, PositionError> {
         let s = s.trim();
-        let bad = |expected| PositionError::Parse { text: s.to_owned(), expected };
+        let bad = |expected| PositionError::Parse {
+            text: s.to_owned(),
+            expected,
+        };
         if s.is_empty() {
             return Ok(GtidSet::mariadb());
         }
@@ -96,15 +107,22 @@ impl GtidSet {
             let mut m: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
             for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let mut it = part.split(':');
-                let uuid = it.next().ok_or_else(|| bad("uuid:interval"))?.to_ascii_lowercase();
+                let uuid = it
+                    .next()
+                    .ok_or_else(|| bad("uuid:interval"))?
+                    .to_ascii_lowercase();
                 let ranges = m.entry(uuid).or_default();
                 for iv in it {
                     let (a, b) = match iv.split_once('-') {
                         Some((a, b)) => (a, b),
                         None => (iv, iv),
                     };
-                    let a = a.parse().map_err(|_| bad("a MySQL GTID set like uuid:1-5"))?;
-                    let b = b.parse().map_err(|_| bad("a MySQL GTID set like uuid:1-5"))?;
+                    let a = a
+                        .parse()
+                        .map_err(|_| bad("a MySQL GTID set like uuid:1-5"))?;
+                    let b = b
+                        .parse()
+                        .map_err(|_| bad("a MySQL GTID set like uuid:1-5"))?;
                     if a > b {
                         return Err(bad("ascending GTID intervals"));
                     }
@@ -169,6 +187,21 @@ impl GtidSet {
     }
 }
 
+/// Stored as its usual text form (`0-1-42,1-2-7` or `uuid:1-5`), which DBAs can read in
+/// the checkpoint table and paste into `@slave_connect_state`.
+impl Serialize for GtidSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for GtidSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        GtidSet::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 fn normalize_ranges(r: &mut Vec<(u64, u64)>) {
     r.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::with_capacity(r.len());
@@ -184,7 +217,9 @@ fn normalize_ranges(r: &mut Vec<(u64, u64)>) {
 fn is_subset(a: &BTreeMap<String, Vec<(u64, u64)>>, b: &BTreeMap<String, Vec<(u64, u64)>>) -> bool {
     a.iter().all(|(uuid, ranges)| {
         let other = b.get(uuid).map(Vec::as_slice).unwrap_or(&[]);
-        ranges.iter().all(|&(x, y)| other.iter().any(|&(p, q)| p <= x && y <= q))
+        ranges
+            .iter()
+            .all(|&(x, y)| other.iter().any(|&(p, q)| p <= x && y <= q))
     })
 }
 
@@ -202,7 +237,13 @@ impl fmt::Display for GtidSet {
                     .map(|(u, rs)| {
                         let ivs: Vec<String> = rs
                             .iter()
-                            .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                            .map(|&(a, b)| {
+                                if a == b {
+                                    a.to_string()
+                                } else {
+                                    format!("{a}-{b}")
+                                }
+                            })
                             .collect();
                         format!("{u}:{}", ivs.join(":"))
                     })
@@ -221,7 +262,11 @@ pub enum Position {
     PgLsn { lsn: Lsn },
     /// MySQL/MariaDB: the GTID state after a transaction, plus the file/offset it ended at
     /// (informational; the GTID state is what orders and resumes).
-    MySqlGtid { gtid: GtidSet, file: Option<String>, pos: Option<u64> },
+    MySqlGtid {
+        gtid: GtidSet,
+        file: Option<String>,
+        pos: Option<u64>,
+    },
     /// MySQL/MariaDB without GTIDs: binlog file name and byte offset after the transaction.
     MySqlFile { file: String, pos: u64 },
 }
@@ -237,7 +282,10 @@ impl Position {
             (Position::MySqlGtid { gtid: a, .. }, Position::MySqlGtid { gtid: b, .. }) => {
                 a.try_cmp(b)
             }
-            (Position::MySqlFile { file: fa, pos: pa }, Position::MySqlFile { file: fb, pos: pb }) => {
+            (
+                Position::MySqlFile { file: fa, pos: pa },
+                Position::MySqlFile { file: fb, pos: pb },
+            ) => {
                 let (ba, na) = split_binlog_name(fa)
                     .ok_or_else(|| PositionError::BadFileName { file: fa.clone() })?;
                 let (bb, nb) = split_binlog_name(fb)
@@ -250,7 +298,10 @@ impl Position {
                 }
                 Ok(na.cmp(&nb).then(pa.cmp(pb)))
             }
-            _ => Err(PositionError::Incomparable { left: self.to_string(), right: other.to_string() }),
+            _ => Err(PositionError::Incomparable {
+                left: self.to_string(),
+                right: other.to_string(),
+            }),
         }
     }
 
@@ -295,7 +346,10 @@ pub enum PositionError {
     #[error("Positions {left} and {right} belong to different logs or concurrent histories and cannot be ordered")]
     Incomparable { left: String, right: String },
     #[error("Cannot parse {text:?}: expected {expected}")]
-    Parse { text: String, expected: &'static str },
+    Parse {
+        text: String,
+        expected: &'static str,
+    },
     #[error("Binlog file name {file:?} has no numeric suffix")]
     BadFileName { file: String },
 }
@@ -315,7 +369,10 @@ mod tests {
     #[test]
     fn positions_of_different_kinds_never_compare() {
         let a = Position::PgLsn { lsn: Lsn(5) };
-        let b = Position::MySqlFile { file: "bin.000001".into(), pos: 4 };
+        let b = Position::MySqlFile {
+            file: "bin.000001".into(),
+            pos: 4,
+        };
         assert!(a.try_cmp(&b).is_err());
     }
 
@@ -324,14 +381,33 @@ mod tests {
         let a = GtidSet::parse("0-1-10,1-2-5").unwrap();
         let b = GtidSet::parse("0-1-11,1-2-5").unwrap();
         let c = GtidSet::parse("0-1-9,1-2-6").unwrap();
-        let pa = Position::MySqlGtid { gtid: a, file: None, pos: None };
-        let pb = Position::MySqlGtid { gtid: b, file: None, pos: None };
-        let pc = Position::MySqlGtid { gtid: c, file: None, pos: None };
+        let pa = Position::MySqlGtid {
+            gtid: a,
+            file: None,
+            pos: None,
+        };
+        let pb = Position::MySqlGtid {
+            gtid: b,
+            file: None,
+            pos: None,
+        };
+        let pc = Position::MySqlGtid {
+            gtid: c,
+            file: None,
+            pos: None,
+        };
         assert_eq!(pa.try_cmp(&pb).unwrap(), Ordering::Less);
         assert_eq!(pb.try_cmp(&pa).unwrap(), Ordering::Greater);
-        assert!(pa.try_cmp(&pc).is_err(), "ahead in one domain, behind in another");
+        assert!(
+            pa.try_cmp(&pc).is_err(),
+            "ahead in one domain, behind in another"
+        );
         // A domain absent on one side counts as sequence 0.
-        let d = Position::MySqlGtid { gtid: GtidSet::parse("0-1-10").unwrap(), file: None, pos: None };
+        let d = Position::MySqlGtid {
+            gtid: GtidSet::parse("0-1-10").unwrap(),
+            file: None,
+            pos: None,
+        };
         assert_eq!(d.try_cmp(&pa).unwrap(), Ordering::Less);
     }
 
@@ -347,25 +423,42 @@ mod tests {
 
     #[test]
     fn file_positions_order_by_sequence_then_offset() {
-        let a = Position::MySqlFile { file: "bin.000009".into(), pos: 900 };
-        let b = Position::MySqlFile { file: "bin.000010".into(), pos: 4 };
+        let a = Position::MySqlFile {
+            file: "bin.000009".into(),
+            pos: 900,
+        };
+        let b = Position::MySqlFile {
+            file: "bin.000010".into(),
+            pos: 4,
+        };
         assert_eq!(a.try_cmp(&b).unwrap(), Ordering::Less);
-        let other = Position::MySqlFile { file: "other.000010".into(), pos: 4 };
+        let other = Position::MySqlFile {
+            file: "other.000010".into(),
+            pos: 4,
+        };
         assert!(a.try_cmp(&other).is_err());
     }
 
     #[test]
     fn checkpoint_text_round_trips() {
         for p in [
-            Position::PgLsn { lsn: Lsn(0x1_0000_0010) },
+            Position::PgLsn {
+                lsn: Lsn(0x1_0000_0010),
+            },
             Position::MySqlGtid {
                 gtid: GtidSet::parse("0-1-7,5-9-2").unwrap(),
                 file: Some("bin.000002".into()),
                 pos: Some(1234),
             },
-            Position::MySqlFile { file: "bin.000001".into(), pos: 4 },
+            Position::MySqlFile {
+                file: "bin.000001".into(),
+                pos: 4,
+            },
         ] {
-            assert_eq!(Position::from_checkpoint_text(&p.to_checkpoint_text()).unwrap(), p);
+            assert_eq!(
+                Position::from_checkpoint_text(&p.to_checkpoint_text()).unwrap(),
+                p
+            );
         }
     }
 }

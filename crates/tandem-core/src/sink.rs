@@ -28,7 +28,9 @@ pub struct TargetTable {
 
 impl TargetTable {
     pub fn key_names(&self) -> impl Iterator<Item = &str> {
-        self.key.iter().filter_map(|&i| self.columns.get(i).map(|c| c.0.as_str()))
+        self.key
+            .iter()
+            .filter_map(|&i| self.columns.get(i).map(|c| c.0.as_str()))
     }
 }
 
@@ -37,10 +39,17 @@ impl TargetTable {
 pub enum RowWrite {
     /// Insert a whole row (values for every column of the table, in order). If the key
     /// exists after all (a concurrent writer), the sink overwrites it.
-    Insert { values: Vec<Value> },
+    Insert {
+        values: Vec<Value>,
+    },
     /// Set `columns` (indexes into the table's columns) of the row with `key`.
-    Update { key: Vec<Value>, columns: Vec<(usize, Value)> },
-    Delete { key: Vec<Value> },
+    Update {
+        key: Vec<Value>,
+        columns: Vec<(usize, Value)>,
+    },
+    Delete {
+        key: Vec<Value>,
+    },
 }
 
 /// What tandem read or decided about one conflict, stored in `tandem_conflicts`.

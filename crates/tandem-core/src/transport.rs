@@ -49,7 +49,10 @@ impl ChannelSender {
 }
 
 fn closed() -> StageError {
-    StageError::definite("the applier side of the pipeline has stopped", "see the applier's error above")
+    StageError::definite(
+        "the applier side of the pipeline has stopped",
+        "see the applier's error above",
+    )
 }
 
 #[async_trait]

@@ -41,7 +41,10 @@ pub enum Value {
     Json(String),
     Uuid(uuid::Uuid),
     /// A value the canonical model cannot hold, with the server's type name and text.
-    Unsupported { type_name: String, text: String },
+    Unsupported {
+        type_name: String,
+        text: String,
+    },
 }
 
 impl Value {
@@ -143,29 +146,57 @@ impl fmt::Display for Value {
 pub enum ColumnType {
     Bool,
     /// Integer of `bytes` width (1, 2, 3, 4 or 8).
-    Int { bytes: u8, unsigned: bool },
+    Int {
+        bytes: u8,
+        unsigned: bool,
+    },
     Float32,
     Float64,
     /// Exact decimal; `None` precision means unconstrained (PostgreSQL `numeric`).
-    Decimal { precision: Option<u32>, scale: Option<u32> },
+    Decimal {
+        precision: Option<u32>,
+        scale: Option<u32>,
+    },
     /// Character data. `max_chars` from `varchar(n)`/`char(n)`; `allows_nul` is false on
     /// PostgreSQL, whose text types cannot hold U+0000.
-    Text { max_chars: Option<u32>, allows_nul: bool },
-    Bytes { max_len: Option<u32> },
-    Date { min: NaiveDate, max: NaiveDate },
+    Text {
+        max_chars: Option<u32>,
+        allows_nul: bool,
+    },
+    Bytes {
+        max_len: Option<u32>,
+    },
+    Date {
+        min: NaiveDate,
+        max: NaiveDate,
+    },
     /// Time of day; `fsp` fractional second digits kept (0–6).
-    Time { fsp: u8 },
+    Time {
+        fsp: u8,
+    },
     /// Naive timestamp (`timestamp`, `DATETIME`); range and fractional digits.
-    Timestamp { fsp: u8, min: NaiveDateTime, max: NaiveDateTime },
+    Timestamp {
+        fsp: u8,
+        min: NaiveDateTime,
+        max: NaiveDateTime,
+    },
     /// Instant (`timestamptz`, MySQL `TIMESTAMP`).
-    TimestampTz { fsp: u8, min: NaiveDateTime, max: NaiveDateTime },
+    TimestampTz {
+        fsp: u8,
+        min: NaiveDateTime,
+        max: NaiveDateTime,
+    },
     Json,
     /// UUID stored natively (`uuid`).
     Uuid,
     /// Enumeration: the allowed labels (PostgreSQL enum, MySQL `ENUM`).
-    Enum { labels: Vec<String> },
+    Enum {
+        labels: Vec<String>,
+    },
     /// A type tandem does not map; values of it can not cross.
-    Unsupported { type_name: String },
+    Unsupported {
+        type_name: String,
+    },
 }
 
 impl ColumnType {
@@ -174,13 +205,19 @@ impl ColumnType {
     pub fn is_numeric(&self) -> bool {
         matches!(
             self,
-            ColumnType::Int { .. } | ColumnType::Float32 | ColumnType::Float64 | ColumnType::Decimal { .. }
+            ColumnType::Int { .. }
+                | ColumnType::Float32
+                | ColumnType::Float64
+                | ColumnType::Decimal { .. }
         )
     }
 
     /// Whether values of this type order in time (for `last_writer_wins`).
     pub fn is_temporal(&self) -> bool {
-        matches!(self, ColumnType::Timestamp { .. } | ColumnType::TimestampTz { .. } | ColumnType::Date { .. })
+        matches!(
+            self,
+            ColumnType::Timestamp { .. } | ColumnType::TimestampTz { .. } | ColumnType::Date { .. }
+        )
     }
 }
 
@@ -189,15 +226,25 @@ impl fmt::Display for ColumnType {
         match self {
             ColumnType::Bool => f.write_str("boolean"),
             ColumnType::Int { bytes, unsigned } => {
-                write!(f, "{}-byte {}integer", bytes, if *unsigned { "unsigned " } else { "" })
+                write!(
+                    f,
+                    "{}-byte {}integer",
+                    bytes,
+                    if *unsigned { "unsigned " } else { "" }
+                )
             }
             ColumnType::Float32 => f.write_str("float4"),
             ColumnType::Float64 => f.write_str("float8"),
-            ColumnType::Decimal { precision: Some(p), scale } => {
+            ColumnType::Decimal {
+                precision: Some(p),
+                scale,
+            } => {
                 write!(f, "decimal({p},{})", scale.unwrap_or(0))
             }
             ColumnType::Decimal { .. } => f.write_str("decimal"),
-            ColumnType::Text { max_chars: Some(n), .. } => write!(f, "varchar({n})"),
+            ColumnType::Text {
+                max_chars: Some(n), ..
+            } => write!(f, "varchar({n})"),
             ColumnType::Text { .. } => f.write_str("text"),
             ColumnType::Bytes { max_len: Some(n) } => write!(f, "varbinary({n})"),
             ColumnType::Bytes { .. } => f.write_str("binary"),

@@ -39,7 +39,9 @@ pub fn check_mapping(
     let path = format!("mappings[{index}]");
     let mut found: Vec<(&str, &CatalogTable)> = Vec::new();
     for (ep, cat) in catalogs {
-        let Some(side) = mapping.sides.get(*ep) else { continue };
+        let Some(side) = mapping.sides.get(*ep) else {
+            continue;
+        };
         let id = TableId::parse(&side.table, cat.default_schema());
         let Some(table) = cat.table(&id) else {
             let names = cat.table_names();
@@ -56,7 +58,12 @@ pub fn check_mapping(
             ));
             continue;
         };
-        let names: Vec<&str> = table.schema.columns.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = table
+            .schema
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         for (i, col) in mapping.columns.iter().enumerate() {
             let Some(n) = col.name_on(ep) else { continue };
             if table.schema.column_index(n).is_none() {
@@ -81,7 +88,10 @@ pub fn check_mapping(
         if !is_unique && key.iter().all(|k| table.schema.column_index(k).is_some()) {
             errs.push(ConfigError::new(
                 format!("{path}.{ep}.key"),
-                format!("({}) is not a primary or unique key of {id}", side.key.join(", ")),
+                format!(
+                    "({}) is not a primary or unique key of {id}",
+                    side.key.join(", ")
+                ),
                 format!(
                     "run ALTER TABLE {id} ADD UNIQUE ({}); or name the table's primary key",
                     side.key.join(", ")
@@ -92,10 +102,16 @@ pub fn check_mapping(
     }
     if let [(a, ta), (b, tb)] = found[..] {
         for (i, col) in mapping.columns.iter().enumerate() {
-            let (Some(na), Some(nb)) = (col.name_on(a), col.name_on(b)) else { continue };
+            let (Some(na), Some(nb)) = (col.name_on(a), col.name_on(b)) else {
+                continue;
+            };
             let (Some(ca), Some(cb)) = (
-                ta.schema.column_index(na).and_then(|x| ta.schema.columns.get(x)),
-                tb.schema.column_index(nb).and_then(|x| tb.schema.columns.get(x)),
+                ta.schema
+                    .column_index(na)
+                    .and_then(|x| ta.schema.columns.get(x)),
+                tb.schema
+                    .column_index(nb)
+                    .and_then(|x| tb.schema.columns.get(x)),
             ) else {
                 continue;
             };
@@ -123,7 +139,10 @@ pub fn check_mapping(
                     if !ordered {
                         errs.push(ConfigError::new(
                             format!("{path}.columns[{i}].conflict"),
-                            format!("{strategy} needs a numeric column, but {} is {}", c.name, c.native_type),
+                            format!(
+                                "{strategy} needs a numeric column, but {} is {}",
+                                c.name, c.native_type
+                            ),
                             "use last_writer_wins or prefer:<endpoint> for this column",
                         ));
                     }
@@ -132,7 +151,11 @@ pub fn check_mapping(
         }
         if let Some(ts) = mapping.lww_column() {
             for (ep, t) in [(a, ta), (b, tb)] {
-                let Some(c) = ts.name_on(ep).and_then(|n| t.schema.column_index(n)).and_then(|x| t.schema.columns.get(x)) else {
+                let Some(c) = ts
+                    .name_on(ep)
+                    .and_then(|n| t.schema.column_index(n))
+                    .and_then(|x| t.schema.columns.get(x))
+                else {
                     continue;
                 };
                 if !c.column_type.is_temporal() && !c.column_type.is_numeric() {
@@ -158,15 +181,24 @@ pub fn compatible(from: &ColumnType, to: &ColumnType) -> Result<(), String> {
             return Err(format!("tandem does not map the type {type_name}"))
         }
         (T::Bool, T::Bool | T::Int { .. } | T::Text { .. }) => true,
-        (T::Int { .. }, T::Bool | T::Int { .. } | T::Decimal { .. } | T::Float32 | T::Float64 | T::Text { .. }) => true,
+        (
+            T::Int { .. },
+            T::Bool | T::Int { .. } | T::Decimal { .. } | T::Float32 | T::Float64 | T::Text { .. },
+        ) => true,
         (T::Decimal { .. }, T::Int { .. } | T::Decimal { .. } | T::Text { .. }) => true,
         (T::Float32 | T::Float64, T::Float32 | T::Float64) => true,
-        (T::Text { .. } | T::Enum { .. }, T::Text { .. } | T::Enum { .. } | T::Json | T::Uuid | T::Bytes { .. }) => true,
+        (
+            T::Text { .. } | T::Enum { .. },
+            T::Text { .. } | T::Enum { .. } | T::Json | T::Uuid | T::Bytes { .. },
+        ) => true,
         (T::Bytes { .. }, T::Bytes { .. } | T::Uuid) => true,
         (T::Uuid, T::Uuid | T::Text { .. } | T::Bytes { .. }) => true,
         (T::Date { .. }, T::Date { .. }) => true,
         (T::Time { .. }, T::Time { .. }) => true,
-        (T::Timestamp { .. } | T::TimestampTz { .. }, T::Timestamp { .. } | T::TimestampTz { .. }) => true,
+        (
+            T::Timestamp { .. } | T::TimestampTz { .. },
+            T::Timestamp { .. } | T::TimestampTz { .. },
+        ) => true,
         (T::Json, T::Json | T::Text { .. }) => true,
         _ => false,
     };

@@ -14,8 +14,16 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        ConfigError { path: path.into(), message: message.into(), fix: fix.into() }
+    pub fn new(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
     }
 }
 
@@ -68,12 +76,19 @@ impl std::error::Error for ConfigErrors {}
 
 /// The closest candidate to a misspelled name, if one is close enough to be a likely typo.
 pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let name = name.to_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase()), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+        .map(|c| {
+            let lc = c.to_lowercase();
+            let edits = strsim::osa_distance(&name, &lc);
+            let close = strsim::jaro_winkler(&name, &lc) >= 0.8
+                || (edits <= 2 && name.len().min(lc.len()) >= 3 && edits < name.len());
+            (close, std::cmp::Reverse(edits), c)
+        })
+        .filter(|(close, _, _)| *close)
+        .max_by_key(|(_, edits, _)| *edits)
+        .map(|(_, _, c)| c)
 }
 
 /// "did you mean …" text, or a list of what is allowed.
@@ -96,7 +111,13 @@ pub(crate) fn from_toml(e: &toml::de::Error) -> ConfigError {
             "see configs/reference.toml for the expected shape".to_owned()
         }
     });
-    let path = e.to_string().lines().next().unwrap_or("config").trim_start_matches("TOML parse error at ").to_owned();
+    let path = e
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or("config")
+        .trim_start_matches("TOML parse error at ")
+        .to_owned();
     ConfigError::new(path, msg, fix)
 }
 

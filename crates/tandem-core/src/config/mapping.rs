@@ -45,7 +45,9 @@ pub enum OnError {
 pub enum Strategy {
     /// The newer change wins, by `column` (a mapped timestamp column, named by either
     /// endpoint's column name); `None` at column level means "the mapping's column".
-    LastWriterWins { column: Option<String> },
+    LastWriterWins {
+        column: Option<String>,
+    },
     /// That endpoint's value always wins.
     Prefer(String),
     /// Apply `after − before` to the target's current value.
@@ -132,19 +134,34 @@ impl Mapping {
 
     /// The mapping-level `last_writer_wins` timestamp column, if any.
     pub fn lww_column(&self) -> Option<&ColumnMapping> {
-        let Some(ConflictSpec { strategy: Strategy::LastWriterWins { column: Some(c) } }) = &self.conflict else {
+        let Some(ConflictSpec {
+            strategy: Strategy::LastWriterWins { column: Some(c) },
+        }) = &self.conflict
+        else {
             return None;
         };
-        self.columns.iter().find(|m| m.names.values().any(|n| n == c))
+        self.columns
+            .iter()
+            .find(|m| m.names.values().any(|n| n == c))
     }
 
     /// Whether column `col` (by mapping index) is part of the key.
     pub fn is_key(&self, col: &ColumnMapping) -> bool {
-        self.sides.iter().any(|(ep, side)| col.name_on(ep).is_some_and(|n| side.key.iter().any(|k| k == n)))
+        self.sides.iter().any(|(ep, side)| {
+            col.name_on(ep)
+                .is_some_and(|n| side.key.iter().any(|k| k == n))
+        })
     }
 }
 
-const MAPPING_KEYS: &[&str] = &["name", "direction", "conflict", "columns", "on_error", "tombstones"];
+const MAPPING_KEYS: &[&str] = &[
+    "name",
+    "direction",
+    "conflict",
+    "columns",
+    "on_error",
+    "tombstones",
+];
 const SIDE_KEYS: &[&str] = &["table", "key", "where"];
 const COLUMN_KEYS: &[&str] = &["conflict", "transform"];
 
@@ -160,7 +177,11 @@ fn get_str(v: &toml::Value, path: &str, errs: &mut ConfigErrors, fix: &str) -> O
             None
         }
         None => {
-            errs.push(ConfigError::new(path, format!("expected a string, found {}", type_name(v)), fix));
+            errs.push(ConfigError::new(
+                path,
+                format!("expected a string, found {}", type_name(v)),
+                fix,
+            ));
             None
         }
     }
@@ -178,11 +199,20 @@ pub(crate) fn parse(
     allowed.extend(ep_refs.iter().copied());
     for k in raw.keys() {
         if !allowed.contains(&k.as_str()) {
-            errs.push(ConfigError::new(format!("{path}.{k}"), "unknown key", did_you_mean(k, &allowed)));
+            errs.push(ConfigError::new(
+                format!("{path}.{k}"),
+                "unknown key",
+                did_you_mean(k, &allowed),
+            ));
         }
     }
     let name = match raw.get("name") {
-        Some(v) => get_str(v, &format!("{path}.name"), errs, "name the mapping, e.g. name = \"products\""),
+        Some(v) => get_str(
+            v,
+            &format!("{path}.name"),
+            errs,
+            "name the mapping, e.g. name = \"products\"",
+        ),
         None => {
             errs.push(ConfigError::new(
                 format!("{path}.name"),
@@ -193,7 +223,10 @@ pub(crate) fn parse(
         }
     };
     if let Some(n) = &name {
-        if !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             errs.push(ConfigError::new(
                 format!("{path}.name"),
                 format!("{n:?} contains characters other than letters, digits, '_' and '-'"),
@@ -220,7 +253,9 @@ pub(crate) fn parse(
         }
     }
 
-    let conflict = raw.get("conflict").and_then(|v| parse_conflict(v, &format!("{path}.conflict"), &ep_refs, true, errs));
+    let conflict = raw
+        .get("conflict")
+        .and_then(|v| parse_conflict(v, &format!("{path}.conflict"), &ep_refs, true, errs));
     let on_error = match raw.get("on_error").map(|v| (v.as_str(), v)) {
         None => DEFAULT_ON_ERROR,
         Some((Some("park"), _)) => OnError::Park,
@@ -228,7 +263,10 @@ pub(crate) fn parse(
         Some((other, v)) => {
             errs.push(ConfigError::new(
                 format!("{path}.on_error"),
-                format!("{} is not an error policy", other.map_or_else(|| type_name(v).to_owned(), |s| format!("{s:?}"))),
+                format!(
+                    "{} is not an error policy",
+                    other.map_or_else(|| type_name(v).to_owned(), |s| format!("{s:?}"))
+                ),
                 "use \"park\" (dead-letter the row and go on) or \"halt\" (stop the mapping)",
             ));
             DEFAULT_ON_ERROR
@@ -264,7 +302,12 @@ pub(crate) fn parse(
     (errs.0.len() == before).then_some(mapping)
 }
 
-fn parse_direction(v: Option<&toml::Value>, path: &str, eps: &[&str], errs: &mut ConfigErrors) -> Direction {
+fn parse_direction(
+    v: Option<&toml::Value>,
+    path: &str,
+    eps: &[&str],
+    errs: &mut ConfigErrors,
+) -> Direction {
     let p = format!("{path}.direction");
     let Some(v) = v else { return Direction::Both };
     let fix = match eps {
@@ -272,14 +315,22 @@ fn parse_direction(v: Option<&toml::Value>, path: &str, eps: &[&str], errs: &mut
         _ => "use \"both\" or \"<from>-><to>\"".to_owned(),
     };
     let Some(s) = v.as_str() else {
-        errs.push(ConfigError::new(p, format!("expected a string, found {}", type_name(v)), fix));
+        errs.push(ConfigError::new(
+            p,
+            format!("expected a string, found {}", type_name(v)),
+            fix,
+        ));
         return Direction::Both;
     };
     if s == "both" {
         return Direction::Both;
     }
     let Some((from, to)) = s.split_once("->") else {
-        errs.push(ConfigError::new(p, format!("{s:?} is not a direction"), fix));
+        errs.push(ConfigError::new(
+            p,
+            format!("{s:?} is not a direction"),
+            fix,
+        ));
         return Direction::Both;
     };
     let (from, to) = (from.trim(), to.trim());
@@ -294,10 +345,17 @@ fn parse_direction(v: Option<&toml::Value>, path: &str, eps: &[&str], errs: &mut
         }
     }
     if from == to {
-        errs.push(ConfigError::new(p, "a mapping cannot flow from an endpoint to itself", fix));
+        errs.push(ConfigError::new(
+            p,
+            "a mapping cannot flow from an endpoint to itself",
+            fix,
+        ));
         return Direction::Both;
     }
-    Direction::OneWay { from: from.to_owned(), to: to.to_owned() }
+    Direction::OneWay {
+        from: from.to_owned(),
+        to: to.to_owned(),
+    }
 }
 
 fn parse_side(v: &toml::Value, path: &str, errs: &mut ConfigErrors) -> Option<Side> {
@@ -311,20 +369,37 @@ fn parse_side(v: &toml::Value, path: &str, errs: &mut ConfigErrors) -> Option<Si
     };
     for k in t.keys() {
         if !SIDE_KEYS.contains(&k.as_str()) {
-            errs.push(ConfigError::new(format!("{path}.{k}"), "unknown key", did_you_mean(k, SIDE_KEYS)));
+            errs.push(ConfigError::new(
+                format!("{path}.{k}"),
+                "unknown key",
+                did_you_mean(k, SIDE_KEYS),
+            ));
         }
     }
     let table = match t.get("table") {
-        Some(v) => get_str(v, &format!("{path}.table"), errs, "name the table, e.g. table = \"public.items\""),
+        Some(v) => get_str(
+            v,
+            &format!("{path}.table"),
+            errs,
+            "name the table, e.g. table = \"public.items\"",
+        ),
         None => {
-            errs.push(ConfigError::new(format!("{path}.table"), "is missing", "name the table, e.g. table = \"public.items\""));
+            errs.push(ConfigError::new(
+                format!("{path}.table"),
+                "is missing",
+                "name the table, e.g. table = \"public.items\"",
+            ));
             None
         }
     };
     let key_fix = "list the key columns, e.g. key = [\"sku\"]";
     let key = match t.get("key") {
         None => {
-            errs.push(ConfigError::new(format!("{path}.key"), "is missing", key_fix));
+            errs.push(ConfigError::new(
+                format!("{path}.key"),
+                "is missing",
+                key_fix,
+            ));
             None
         }
         Some(toml::Value::Array(a)) if !a.is_empty() => {
@@ -334,18 +409,37 @@ fn parse_side(v: &toml::Value, path: &str, errs: &mut ConfigErrors) -> Option<Si
             }
             let unique: BTreeSet<_> = out.iter().collect();
             if unique.len() != out.len() {
-                errs.push(ConfigError::new(format!("{path}.key"), "names a column twice", key_fix));
+                errs.push(ConfigError::new(
+                    format!("{path}.key"),
+                    "names a column twice",
+                    key_fix,
+                ));
             }
             Some(out)
         }
         Some(toml::Value::String(s)) => Some(vec![s.clone()]),
         Some(_) => {
-            errs.push(ConfigError::new(format!("{path}.key"), "must be a non-empty list of column names", key_fix));
+            errs.push(ConfigError::new(
+                format!("{path}.key"),
+                "must be a non-empty list of column names",
+                key_fix,
+            ));
             None
         }
     };
-    let filter = t.get("where").and_then(|v| get_str(v, &format!("{path}.where"), errs, "write a boolean expression over the row, e.g. where = \"row.active\""));
-    Some(Side { table: table?, key: key?, filter })
+    let filter = t.get("where").and_then(|v| {
+        get_str(
+            v,
+            &format!("{path}.where"),
+            errs,
+            "write a boolean expression over the row, e.g. where = \"row.active\"",
+        )
+    });
+    Some(Side {
+        table: table?,
+        key: key?,
+        filter,
+    })
 }
 
 fn parse_conflict(
@@ -355,31 +449,55 @@ fn parse_conflict(
     mapping_level: bool,
     errs: &mut ConfigErrors,
 ) -> Option<ConflictSpec> {
-    let names = ["last_writer_wins", "delta", "max", "min", "manual", "prefer:<endpoint>"];
+    let names = [
+        "last_writer_wins",
+        "delta",
+        "max",
+        "min",
+        "manual",
+        "prefer:<endpoint>",
+    ];
     let fix_all = "use one of: last_writer_wins, prefer:<endpoint>, delta, max, min, manual";
     let (strategy, column) = match v {
         toml::Value::String(s) => (s.clone(), None),
         toml::Value::Table(t) => {
             for k in t.keys() {
                 if !["strategy", "column"].contains(&k.as_str()) {
-                    errs.push(ConfigError::new(format!("{path}.{k}"), "unknown key", did_you_mean(k, &["strategy", "column"])));
+                    errs.push(ConfigError::new(
+                        format!("{path}.{k}"),
+                        "unknown key",
+                        did_you_mean(k, &["strategy", "column"]),
+                    ));
                 }
             }
             let s = match t.get("strategy").and_then(|s| s.as_str()) {
                 Some(s) => s.to_owned(),
                 None => {
-                    errs.push(ConfigError::new(format!("{path}.strategy"), "is missing or not a string", fix_all));
+                    errs.push(ConfigError::new(
+                        format!("{path}.strategy"),
+                        "is missing or not a string",
+                        fix_all,
+                    ));
                     return None;
                 }
             };
             let c = match t.get("column") {
                 None => None,
-                Some(c) => get_str(c, &format!("{path}.column"), errs, "name the mapped timestamp column"),
+                Some(c) => get_str(
+                    c,
+                    &format!("{path}.column"),
+                    errs,
+                    "name the mapped timestamp column",
+                ),
             };
             (s, c)
         }
         other => {
-            errs.push(ConfigError::new(path, format!("expected a string or a table, found {}", type_name(other)), fix_all));
+            errs.push(ConfigError::new(
+                path,
+                format!("expected a string or a table, found {}", type_name(other)),
+                fix_all,
+            ));
             return None;
         }
     };
@@ -393,7 +511,9 @@ fn parse_conflict(
                 ));
                 return None;
             }
-            Strategy::LastWriterWins { column: column.clone() }
+            Strategy::LastWriterWins {
+                column: column.clone(),
+            }
         }
         "delta" => Strategy::Delta,
         "max" => Strategy::Max,
@@ -420,24 +540,45 @@ fn parse_conflict(
             return None;
         }
         other => {
-            errs.push(ConfigError::new(path, format!("{other:?} is not a strategy"), did_you_mean(other, &names)));
+            errs.push(ConfigError::new(
+                path,
+                format!("{other:?} is not a strategy"),
+                did_you_mean(other, &names),
+            ));
             return None;
         }
     };
     if column.is_some() && !matches!(strategy, Strategy::LastWriterWins { .. }) {
-        errs.push(ConfigError::new(format!("{path}.column"), "only last_writer_wins takes a column", "remove it"));
+        errs.push(ConfigError::new(
+            format!("{path}.column"),
+            "only last_writer_wins takes a column",
+            "remove it",
+        ));
     }
     Some(ConflictSpec { strategy })
 }
 
-fn parse_columns(v: Option<&toml::Value>, path: &str, eps: &[&str], errs: &mut ConfigErrors) -> Vec<ColumnMapping> {
+fn parse_columns(
+    v: Option<&toml::Value>,
+    path: &str,
+    eps: &[&str],
+    errs: &mut ConfigErrors,
+) -> Vec<ColumnMapping> {
     let fix = "list the mapped columns: columns = [ { inventory = \"sku\", retail = \"sku\" }, … ]";
     let Some(v) = v else {
-        errs.push(ConfigError::new(format!("{path}.columns"), "is missing", fix));
+        errs.push(ConfigError::new(
+            format!("{path}.columns"),
+            "is missing",
+            fix,
+        ));
         return Vec::new();
     };
     let Some(arr) = v.as_array().filter(|a| !a.is_empty()) else {
-        errs.push(ConfigError::new(format!("{path}.columns"), "must be a non-empty list", fix));
+        errs.push(ConfigError::new(
+            format!("{path}.columns"),
+            "must be a non-empty list",
+            fix,
+        ));
         return Vec::new();
     };
     let mut allowed: Vec<&str> = COLUMN_KEYS.to_vec();
@@ -446,19 +587,32 @@ fn parse_columns(v: Option<&toml::Value>, path: &str, eps: &[&str], errs: &mut C
     for (i, c) in arr.iter().enumerate() {
         let p = format!("{path}.columns[{i}]");
         let Some(t) = c.as_table() else {
-            errs.push(ConfigError::new(&p, format!("expected a table, found {}", type_name(c)), fix));
+            errs.push(ConfigError::new(
+                &p,
+                format!("expected a table, found {}", type_name(c)),
+                fix,
+            ));
             continue;
         };
         for k in t.keys() {
             if !allowed.contains(&k.as_str()) {
-                errs.push(ConfigError::new(format!("{p}.{k}"), "unknown key", did_you_mean(k, &allowed)));
+                errs.push(ConfigError::new(
+                    format!("{p}.{k}"),
+                    "unknown key",
+                    did_you_mean(k, &allowed),
+                ));
             }
         }
         let mut names = IndexMap::new();
         for ep in eps {
             match t.get(*ep) {
                 Some(n) => {
-                    if let Some(n) = get_str(n, &format!("{p}.{ep}"), errs, "name the column on that endpoint") {
+                    if let Some(n) = get_str(
+                        n,
+                        &format!("{p}.{ep}"),
+                        errs,
+                        "name the column on that endpoint",
+                    ) {
                         names.insert((*ep).to_owned(), n);
                     }
                 }
@@ -469,7 +623,9 @@ fn parse_columns(v: Option<&toml::Value>, path: &str, eps: &[&str], errs: &mut C
                 )),
             }
         }
-        let conflict = t.get("conflict").and_then(|v| parse_conflict(v, &format!("{p}.conflict"), eps, false, errs));
+        let conflict = t
+            .get("conflict")
+            .and_then(|v| parse_conflict(v, &format!("{p}.conflict"), eps, false, errs));
         let mut transform = IndexMap::new();
         if let Some(tv) = t.get("transform") {
             match tv.as_table() {
@@ -477,10 +633,19 @@ fn parse_columns(v: Option<&toml::Value>, path: &str, eps: &[&str], errs: &mut C
                     for (ep, expr) in tt {
                         let tp = format!("{p}.transform.{ep}");
                         if !eps.contains(&ep.as_str()) {
-                            errs.push(ConfigError::new(&tp, "is not an endpoint", did_you_mean(ep, eps)));
+                            errs.push(ConfigError::new(
+                                &tp,
+                                "is not an endpoint",
+                                did_you_mean(ep, eps),
+                            ));
                             continue;
                         }
-                        if let Some(e) = get_str(expr, &tp, errs, "write an expression over `value` and `row`") {
+                        if let Some(e) = get_str(
+                            expr,
+                            &tp,
+                            errs,
+                            "write an expression over `value` and `row`",
+                        ) {
                             transform.insert(ep.clone(), e);
                         }
                     }
@@ -492,7 +657,11 @@ fn parse_columns(v: Option<&toml::Value>, path: &str, eps: &[&str], errs: &mut C
                 )),
             }
         }
-        out.push(ColumnMapping { names, conflict, transform });
+        out.push(ColumnMapping {
+            names,
+            conflict,
+            transform,
+        });
     }
     out
 }
@@ -553,7 +722,11 @@ fn cross_check(m: &mut Mapping, path: &str, eps: &[&str], errs: &mut ConfigError
         let Some(spec) = &c.conflict else { continue };
         any_strategy = true;
         if m.is_key(c) {
-            errs.push(ConfigError::new(&p, "key columns never conflict", "remove the conflict setting from the key column"));
+            errs.push(ConfigError::new(
+                &p,
+                "key columns never conflict",
+                "remove the conflict setting from the key column",
+            ));
         }
         if let Strategy::LastWriterWins { column: None } = spec.strategy {
             if m.lww_column().is_none() {
@@ -569,8 +742,14 @@ fn cross_check(m: &mut Mapping, path: &str, eps: &[&str], errs: &mut ConfigError
         .chain(m.columns.iter().map(|c| c.conflict.as_ref()))
         .enumerate()
         .filter_map(|(i, c)| match c {
-            Some(ConflictSpec { strategy: Strategy::LastWriterWins { column: Some(col) } }) => Some((
-                if i == 0 { format!("{path}.conflict.column") } else { format!("{path}.columns[{}].conflict.column", i - 1) },
+            Some(ConflictSpec {
+                strategy: Strategy::LastWriterWins { column: Some(col) },
+            }) => Some((
+                if i == 0 {
+                    format!("{path}.conflict.column")
+                } else {
+                    format!("{path}.columns[{}].conflict.column", i - 1)
+                },
                 Some(col.clone()),
             )),
             _ => None,
@@ -578,8 +757,16 @@ fn cross_check(m: &mut Mapping, path: &str, eps: &[&str], errs: &mut ConfigError
         .collect();
     for (p, col) in lww_cols {
         let Some(col) = col else { continue };
-        if !m.columns.iter().any(|c| c.names.values().any(|n| *n == col)) {
-            let mapped: Vec<&str> = m.columns.iter().flat_map(|c| c.names.values().map(String::as_str)).collect();
+        if !m
+            .columns
+            .iter()
+            .any(|c| c.names.values().any(|n| *n == col))
+        {
+            let mapped: Vec<&str> = m
+                .columns
+                .iter()
+                .flat_map(|c| c.names.values().map(String::as_str))
+                .collect();
             errs.push(ConfigError::new(
                 p,
                 format!("timestamp column {col:?} is not a mapped column"),

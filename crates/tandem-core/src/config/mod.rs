@@ -195,7 +195,8 @@ impl Config {
 
     /// Parse and validate config text.
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigErrors::one(error::from_toml(&e)))?;
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigErrors::one(error::from_toml(&e)))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -257,8 +258,16 @@ impl Config {
     }
 
     fn validate_endpoints(&self, errs: &mut ConfigErrors) {
-        let pg = self.endpoints.values().filter(|e| e.kind == EndpointKind::Postgres).count();
-        let my = self.endpoints.values().filter(|e| e.kind == EndpointKind::Mysql).count();
+        let pg = self
+            .endpoints
+            .values()
+            .filter(|e| e.kind == EndpointKind::Postgres)
+            .count();
+        let my = self
+            .endpoints
+            .values()
+            .filter(|e| e.kind == EndpointKind::Mysql)
+            .count();
         if self.endpoints.len() != 2 || pg != 1 || my != 1 {
             errs.push(ConfigError::new(
                 "endpoints",
@@ -312,14 +321,20 @@ impl Config {
                     format!("end the URL with the database name: {scheme}://user@host/dbname"),
                 ));
             }
-            if matches!(ep.tls.mode, TlsMode::VerifyCa | TlsMode::VerifyFull) && ep.tls.ca_file.is_none() {
+            if matches!(ep.tls.mode, TlsMode::VerifyCa | TlsMode::VerifyFull)
+                && ep.tls.ca_file.is_none()
+            {
                 errs.push(ConfigError::new(
                     format!("{path}.tls.ca_file"),
                     "certificate verification needs the CA",
                     "set ca_file to the PEM file of the CA that signed the server's certificate",
                 ));
             }
-            for (field, value) in [("slot", &ep.slot), ("publication", &ep.publication), ("origin", &ep.origin)] {
+            for (field, value) in [
+                ("slot", &ep.slot),
+                ("publication", &ep.publication),
+                ("origin", &ep.origin),
+            ] {
                 if let Some(v) = value {
                     if ep.kind != EndpointKind::Postgres {
                         errs.push(ConfigError::new(
@@ -329,7 +344,9 @@ impl Config {
                         ));
                     } else if v.is_empty()
                         || v.len() > 63
-                        || !v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                        || !v
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                     {
                         errs.push(ConfigError::new(
                             format!("{path}.{field}"),
@@ -358,7 +375,10 @@ impl Config {
 
     /// The endpoint of a kind (validated configs have exactly one of each).
     pub fn endpoint(&self, kind: EndpointKind) -> Option<(&str, &EndpointConfig)> {
-        self.endpoints.iter().find(|(_, e)| e.kind == kind).map(|(n, e)| (n.as_str(), e))
+        self.endpoints
+            .iter()
+            .find(|(_, e)| e.kind == kind)
+            .map(|(n, e)| (n.as_str(), e))
     }
 
     /// Endpoint names in priority order (first listed wins ties).

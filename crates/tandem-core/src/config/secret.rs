@@ -28,7 +28,8 @@ impl fmt::Debug for SecretRef {
 }
 
 /// Advice shown whenever a secret is written inline.
-pub const INLINE_SECRET_ADVICE: &str = "inline secrets are refused; write `{ env = \"NAME\" }` to read it from \
+pub const INLINE_SECRET_ADVICE: &str =
+    "inline secrets are refused; write `{ env = \"NAME\" }` to read it from \
      the environment variable NAME, or `{ file = \"/run/secrets/NAME\" }` to read it from a file";
 
 impl<'de> Deserialize<'de> for SecretRef {
@@ -55,7 +56,9 @@ impl<'de> Deserialize<'de> for SecretRef {
                         }
                     };
                     if out.replace(r).is_some() {
-                        return Err(de::Error::custom("a secret takes exactly one of `env` or `file`"));
+                        return Err(de::Error::custom(
+                            "a secret takes exactly one of `env` or `file`",
+                        ));
                     }
                 }
                 out.ok_or_else(|| de::Error::custom("a secret needs `env` or `file`"))
@@ -70,7 +73,9 @@ impl SecretRef {
     pub fn resolve(&self) -> Result<Secret, String> {
         match self {
             SecretRef::Env(name) => std::env::var(name).map(Secret).map_err(|_| {
-                format!("environment variable {name} is not set; export it or use {{ file = \"…\" }}")
+                format!(
+                    "environment variable {name} is not set; export it or use {{ file = \"…\" }}"
+                )
             }),
             SecretRef::File(path) => std::fs::read_to_string(path)
                 .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_owned()))

@@ -1,0 +1,307 @@
+//! Every mistake a DBA can make in a config gets a message naming the field and the fix.
+
+use tandem_core::config::{Config, Direction, Strategy};
+
+const BASE: &str = r#"
+[endpoints.inventory]
+kind = "postgres"
+url = "postgres://tandem@127.0.0.1:5432/inventory"
+password = { env = "INVENTORY_PASSWORD" }
+
+[endpoints.retail]
+kind = "mysql"
+url = "mysql://tandem@127.0.0.1:3306/retail"
+password = { env = "RETAIL_PASSWORD" }
+"#;
+
+const MAPPING: &str = r#"
+[[mappings]]
+name = "products"
+direction = "both"
+inventory = { table = "public.items", key = ["sku"] }
+retail    = { table = "products",     key = ["sku"] }
+conflict  = { strategy = "last_writer_wins", column = "updated_at" }
+columns = [
+  { inventory = "sku",        retail = "sku" },
+  { inventory = "name",       retail = "title" },
+  { inventory = "unit_price", retail = "price",     conflict = "prefer:inventory" },
+  { inventory = "on_hand",    retail = "stock_qty", conflict = "delta" },
+  { inventory = "updated_at", retail = "updated_at" },
+]
+"#;
+
+fn errors(text: &str) -> String {
+    match Config::parse(text) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn with_mapping(replace: &str, by: &str) -> String {
+    assert!(
+        MAPPING.contains(replace),
+        "test bug: {replace:?} not in the mapping"
+    );
+    format!("{BASE}{}", MAPPING.replace(replace, by))
+}
+
+#[test]
+fn shipped_configs_parse() {
+    for path in ["../../configs/reference.toml", "../../configs/demo.toml"] {
+        let cfg =
+            Config::load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(!cfg.mappings.is_empty());
+    }
+    let cfg = Config::parse(&format!("{BASE}{MAPPING}")).unwrap();
+    let m = &cfg.mappings[0];
+    assert_eq!(m.direction, Direction::Both);
+    assert_eq!(m.strategy_for(&m.columns[3]), Strategy::Delta);
+    assert_eq!(
+        m.strategy_for(&m.columns[1]),
+        Strategy::LastWriterWins {
+            column: Some("updated_at".into())
+        }
+    );
+    assert_eq!(cfg.priority(), vec!["inventory", "retail"]);
+}
+
+#[test]
+fn inline_password_is_refused_with_advice() {
+    let e = errors(&BASE.replace(
+        r#"password = { env = "RETAIL_PASSWORD" }"#,
+        r#"password = "s3cret""#,
+    ));
+    assert!(
+        e.contains("inline secrets are refused") && e.contains("{ env = "),
+        "{e}"
+    );
+    assert!(
+        !e.contains("s3cret"),
+        "the secret leaked into the message: {e}"
+    );
+}
+
+#[test]
+fn password_in_url_is_refused() {
+    let e = errors(&format!(
+        "{}{MAPPING}",
+        BASE.replace("mysql://tandem@", "mysql://tandem:hunter2@")
+    ));
+    assert!(
+        e.contains("endpoints.retail.url: contains a password"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_endpoint_key_suggests_the_right_one() {
+    let e = errors(&format!(
+        "{}{MAPPING}",
+        BASE.replace(
+            "kind = \"mysql\"",
+            "kind = \"mysql\"\npasword = { env = \"X\" }"
+        )
+    ));
+    assert!(
+        e.contains("unknown field `pasword`") && e.contains("did you mean \"password\"?"),
+        "{e}"
+    );
+}
+
+#[test]
+fn misspelled_mapping_key_names_path_and_suggestion() {
+    let e = errors(&with_mapping("conflict  = {", "conflcit  = {"));
+    assert!(
+        e.contains("mappings[0].conflcit: unknown key; did you mean \"conflict\"?"),
+        "{e}"
+    );
+}
+
+#[test]
+fn misspelled_endpoint_in_mapping() {
+    let e = errors(&with_mapping("retail    = { table", "retial    = { table"));
+    assert!(
+        e.contains("mappings[0].retial: unknown key; did you mean \"retail\"?"),
+        "{e}"
+    );
+    assert!(e.contains("mappings[0].retail: is missing"), "{e}");
+}
+
+#[test]
+fn key_column_must_be_mapped() {
+    let e = errors(&with_mapping(
+        r#"key = ["sku"] }
+conflict"#,
+        r#"key = ["skew"] }
+conflict"#,
+    ));
+    assert!(
+        e.contains(
+            "mappings[0].retail.key: key column \"skew\" is not in columns; did you mean \"sku\"?"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_strategy_suggests() {
+    let e = errors(&with_mapping(
+        r#"conflict = "delta""#,
+        r#"conflict = "detla""#,
+    ));
+    assert!(
+        e.contains(
+            "mappings[0].columns[3].conflict: \"detla\" is not a strategy; did you mean \"delta\"?"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn incoming_wins_is_refused_with_reason() {
+    let e = errors(&with_mapping(
+        r#"conflict = "delta""#,
+        r#"conflict = "incoming_wins""#,
+    ));
+    assert!(
+        e.contains("diverge") && e.contains("last_writer_wins"),
+        "{e}"
+    );
+}
+
+#[test]
+fn prefer_needs_a_known_endpoint() {
+    let e = errors(&with_mapping("prefer:inventory", "prefer:inventroy"));
+    assert!(
+        e.contains(
+            "prefer names \"inventroy\", which is not an endpoint; did you mean \"inventory\"?"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn last_writer_wins_needs_a_mapped_column() {
+    let e = errors(&with_mapping(
+        r#"column = "updated_at""#,
+        r#"column = "updatd_at""#,
+    ));
+    assert!(e.contains("mappings[0].conflict.column: timestamp column \"updatd_at\" is not a mapped column; did you mean \"updated_at\"?"), "{e}");
+    let e = errors(&with_mapping(
+        r#"{ strategy = "last_writer_wins", column = "updated_at" }"#,
+        r#""last_writer_wins""#,
+    ));
+    assert!(
+        e.contains("last_writer_wins needs the timestamp column"),
+        "{e}"
+    );
+}
+
+#[test]
+fn key_columns_never_conflict() {
+    let e = errors(&with_mapping(
+        r#"{ inventory = "sku",        retail = "sku" }"#,
+        r#"{ inventory = "sku", retail = "sku", conflict = "max" }"#,
+    ));
+    assert!(
+        e.contains("mappings[0].columns[0].conflict: key columns never conflict"),
+        "{e}"
+    );
+}
+
+#[test]
+fn direction_typo() {
+    let e = errors(&with_mapping(
+        r#"direction = "both""#,
+        r#"direction = "inventory->retial""#,
+    ));
+    assert!(
+        e.contains(
+            "mappings[0].direction: \"retial\" is not an endpoint; did you mean \"retail\"?"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn column_missing_an_endpoint() {
+    let e = errors(&with_mapping(
+        r#"{ inventory = "name",       retail = "title" }"#,
+        r#"{ inventory = "name" }"#,
+    ));
+    assert!(
+        e.contains("mappings[0].columns[1].retail: is missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn duplicate_mapping_names_and_bad_on_error() {
+    let twice = format!(
+        "{BASE}{MAPPING}{}",
+        MAPPING.replace(
+            "name = \"products\"",
+            "name = \"products\"\non_error = \"ignore\""
+        )
+    );
+    let e = errors(&twice);
+    assert!(
+        e.contains("mappings[1].on_error: \"ignore\" is not an error policy"),
+        "{e}"
+    );
+    let twice = format!("{BASE}{MAPPING}{MAPPING}");
+    assert!(errors(&twice).contains("mappings[1].name: mapping name \"products\" is used twice"));
+}
+
+#[test]
+fn endpoints_must_be_one_of_each() {
+    let e = errors(&format!(
+        "{}{MAPPING}",
+        BASE.replace("kind = \"mysql\"", "kind = \"postgres\"")
+            .replace("mysql://", "postgres://")
+    ));
+    assert!(e.contains("found 2 postgres and 0 mysql"), "{e}");
+}
+
+#[test]
+fn verify_tls_needs_ca() {
+    let e = errors(&format!(
+        "{}{MAPPING}",
+        BASE.replace(
+            "password = { env = \"RETAIL_PASSWORD\" }",
+            "password = { env = \"RETAIL_PASSWORD\" }\ntls = { mode = \"verify-full\" }"
+        )
+    ));
+    assert!(
+        e.contains("endpoints.retail.tls.ca_file: certificate verification needs the CA"),
+        "{e}"
+    );
+}
+
+#[test]
+fn no_strategy_is_a_warning_not_an_error() {
+    let cfg = Config::parse(
+        &with_mapping(
+            r#"conflict  = { strategy = "last_writer_wins", column = "updated_at" }"#,
+            "",
+        )
+        .replace(r#",     conflict = "prefer:inventory""#, "")
+        .replace(r#", conflict = "delta""#, ""),
+    )
+    .unwrap();
+    let w = &cfg.mappings[0].warnings;
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].to_string().contains("no conflict strategy"),
+        "{}",
+        w[0]
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let text =
+        with_mapping("conflict  = {", "conflcit  = {").replace("prefer:inventory", "prefer:nobody");
+    let e = errors(&text);
+    assert!(e.lines().count() >= 2, "{e}");
+}
