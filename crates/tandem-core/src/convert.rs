@@ -251,7 +251,7 @@ fn convert_value(value: &Value, target: &ColumnType) -> Result<Value, String> {
 
 fn check_fraction(micros: u32, fsp: u8) -> Result<(), String> {
     let keep = 10u32.pow(6u32.saturating_sub(u32::from(fsp.min(6))));
-    if micros % keep != 0 {
+    if !micros.is_multiple_of(keep) {
         return Err(format!("has sub-second digits beyond the column's {fsp}"));
     }
     Ok(())

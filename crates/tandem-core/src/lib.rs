@@ -12,6 +12,7 @@
 //! - [`source`], [`transport`], [`sink`]: the traits each stage implements;
 //! - [`config`]: the TOML configuration, its validation and secrets.
 
+pub mod apply;
 pub mod change;
 pub mod check;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod position;
 pub mod resolve;
 pub mod sink;
 pub mod source;
+pub mod telemetry;
 pub mod transport;
 pub mod value;
 

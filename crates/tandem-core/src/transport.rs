@@ -27,8 +27,15 @@ pub trait EventSender: Send {
 
 #[async_trait]
 pub trait EventReceiver: Send {
-    /// `None` when the sending side has shut down.
+    /// `None` when the sending side has shut down. Must be cancel-safe: the applier
+    /// selects on it together with its stop signal.
     async fn recv(&mut self) -> Result<Option<SourceEvent>, StageError>;
+
+    /// Whether another event is already waiting (the applier groups transactions while
+    /// more are queued, and commits as soon as the queue is empty). `false` is always safe.
+    fn has_pending(&self) -> bool {
+        false
+    }
 }
 
 /// The in-process transport.
@@ -66,6 +73,10 @@ impl EventSender for ChannelSender {
 impl EventReceiver for ChannelReceiver {
     async fn recv(&mut self) -> Result<Option<SourceEvent>, StageError> {
         Ok(self.0.recv().await)
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.0.is_empty()
     }
 }
 

@@ -259,3 +259,28 @@ impl fmt::Display for ColumnType {
         }
     }
 }
+
+impl Value {
+    /// Plain JSON for tables DBAs read (`tandem_conflicts`, `tandem_dead_letters`):
+    /// numbers stay numbers where JSON can hold them exactly, decimals become strings.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::UInt(u) => J::from(*u),
+            Value::Float(x) => {
+                serde_json::Number::from_f64(*x).map_or_else(|| J::String(x.to_string()), J::Number)
+            }
+            Value::Decimal(d) => J::String(d.to_string()),
+            Value::Text(s) => J::String(s.clone()),
+            Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| J::String(s.clone())),
+            Value::Bytes(b) => J::String(b.iter().fold(String::from("\\x"), |mut s, byte| {
+                s.push_str(&format!("{byte:02x}"));
+                s
+            })),
+            other => J::String(other.to_string()),
+        }
+    }
+}

@@ -92,7 +92,7 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// "did you mean …" text, or a list of what is allowed.
-pub(crate) fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> String {
+pub(crate) fn did_you_mean(name: &str, candidates: &[&str]) -> String {
     match suggest(name, candidates.iter().copied()) {
         Some(s) => format!("did you mean \"{s}\"?"),
         None if candidates.is_empty() => String::new(),

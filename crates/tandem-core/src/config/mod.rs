@@ -241,7 +241,7 @@ impl Config {
                 format!("write it like \"{DEFAULT_LISTEN}\""),
             ));
         }
-        if !(self.daemon.ready_lag_seconds > 0.0) {
+        if self.daemon.ready_lag_seconds.is_nan() || self.daemon.ready_lag_seconds <= 0.0 {
             errs.push(ConfigError::new(
                 "daemon.ready_lag_seconds",
                 "must be a positive number of seconds",

@@ -1,0 +1,756 @@
+//! The applier: turns a stream of source transactions into target transactions.
+//!
+//! Invariants kept here:
+//! - **Exactly once.** Each target commit carries the source position of the last source
+//!   transaction in it ([`Sink::commit`] writes the checkpoint in the same transaction).
+//!   After a restart, transactions at or before the checkpoint are rolled back instead of
+//!   committed, one at a time, until the stream passes the checkpoint. Only then are
+//!   positions acknowledged to the source ([`AckSender`]), so the source never discards
+//!   log the target does not hold.
+//! - **Whole transactions, in order.** A source transaction is applied inside one target
+//!   transaction; consecutive small ones are grouped (up to `max_group`) while more are
+//!   waiting, never split. Large ones are applied in batches of `batch_rows` inside their
+//!   open target transaction, so memory is bounded by the batch, not the transaction.
+//! - **Nothing silent.** A row that cannot be mapped or converted goes to the dead-letter
+//!   table (in the same target transaction); a mapping whose source drifted is halted and
+//!   every change it then skips is dead-lettered too, so `tandem dead-letters retry`
+//!   can replay them once the DBA fixes the cause.
+//!
+//! Within a batch, changes to the same key are merged first (the target row is read once,
+//! every change is resolved against the evolving row, one write per key is issued), which
+//! is both what keeps `ON CONFLICT` statements valid and what makes batching fast.
+//! Transient sink errors end [`Applier::run`]; the runtime reconnects and the source
+//! re-delivers from the checkpoint, so a retry never applies anything twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::change::{Change, RowChange, SourceEvent, TableId};
+use crate::config::OnError;
+use crate::error::StageError;
+use crate::mapper::{MapError, RowMapper, TargetChange, TargetRow};
+use crate::position::Position;
+use crate::resolve::Resolver;
+use crate::sink::{ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable};
+use crate::telemetry::{self, StatusBoard};
+use crate::transport::{AckSender, EventReceiver};
+use crate::value::Value;
+
+/// Default rows per batch inside a transaction.
+pub const DEFAULT_BATCH_ROWS: usize = 2000;
+/// Idle sources still get their position checkpointed, at most this often.
+pub const PROGRESS_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A column value the other direction must write back to its target, because that side
+/// owns it (`prefer:<endpoint>`).
+#[derive(Clone, Debug)]
+pub struct WriteBack {
+    pub mapping: String,
+    /// Mapped-column index → value, for the key columns.
+    pub key: Vec<(usize, Value)>,
+    /// Mapped-column index → the owner's value.
+    pub columns: Vec<(usize, Value)>,
+}
+
+pub struct ApplierSettings {
+    /// The direction's name, e.g. `inventory->retail`; the checkpoint row's key.
+    pub pipeline: String,
+    pub max_group: usize,
+    pub batch_rows: usize,
+}
+
+pub struct Applier {
+    settings: ApplierSettings,
+    sink: Box<dyn Sink>,
+    mappers: Vec<RowMapper>,
+    by_table: HashMap<TableId, Vec<usize>>,
+    ack: AckSender,
+    status: StatusBoard,
+    write_back_out: Option<mpsc::Sender<WriteBack>>,
+    write_back_in: Option<mpsc::Receiver<WriteBack>>,
+    halted: BTreeMap<String, String>,
+    checkpoint: Option<Position>,
+    // The open target transaction.
+    open: bool,
+    caught_up: bool,
+    group_txs: usize,
+    group_changes: u64,
+    group_started: Option<Instant>,
+    group_last: Option<(Position, DateTime<Utc>)>,
+    pending: Vec<Change>,
+    conflicts: Vec<ConflictRecord>,
+    dead: Vec<DeadLetter>,
+    conflict_counts: BTreeMap<(String, String, String), u64>,
+    last_progress: Option<Instant>,
+}
+
+type RowStates = (Option<Vec<Value>>, Option<Vec<Value>>);
+
+fn key_string(key: &[Value]) -> String {
+    serde_json::Value::Array(key.iter().map(Value::to_json).collect()).to_string()
+}
+
+fn row_json(table: &TargetTable, row: &[Value]) -> serde_json::Value {
+    serde_json::Value::Object(
+        table
+            .columns
+            .iter()
+            .zip(row)
+            .map(|((n, _), v)| (n.clone(), v.to_json()))
+            .collect(),
+    )
+}
+
+fn opt_row_json(table: &TargetTable, row: &TargetRow) -> serde_json::Value {
+    serde_json::Value::Object(
+        table
+            .columns
+            .iter()
+            .zip(row)
+            .filter_map(|((n, _), v)| v.as_ref().map(|v| (n.clone(), v.to_json())))
+            .collect(),
+    )
+}
+
+fn change_json(change: &Change) -> serde_json::Value {
+    let schema = &change.table;
+    let row = |r: &crate::change::Row| {
+        serde_json::Value::Object(
+            schema
+                .columns
+                .iter()
+                .zip(&r.0)
+                .map(|(c, cell)| {
+                    (
+                        c.name.clone(),
+                        cell.value().map_or(
+                            serde_json::Value::String("(unchanged)".into()),
+                            Value::to_json,
+                        ),
+                    )
+                })
+                .collect(),
+        )
+    };
+    let old = |o: &crate::change::OldRow| match o {
+        crate::change::OldRow::Full(r) | crate::change::OldRow::KeyOnly(r) => row(r),
+        crate::change::OldRow::Missing => serde_json::Value::Null,
+    };
+    let (op, before, after) = match &change.row {
+        RowChange::Insert { new } => ("insert", serde_json::Value::Null, row(new)),
+        RowChange::Update { old: o, new } => ("update", old(o), row(new)),
+        RowChange::Delete { old: o } => ("delete", old(o), serde_json::Value::Null),
+    };
+    serde_json::json!({ "table": schema.table.to_string(), "op": op, "before": before, "after": after })
+}
+
+impl Applier {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: ApplierSettings,
+        sink: Box<dyn Sink>,
+        mappers: Vec<RowMapper>,
+        ack: AckSender,
+        status: StatusBoard,
+        write_back_out: Option<mpsc::Sender<WriteBack>>,
+        write_back_in: Option<mpsc::Receiver<WriteBack>>,
+    ) -> Applier {
+        let mut by_table: HashMap<TableId, Vec<usize>> = HashMap::new();
+        for (i, m) in mappers.iter().enumerate() {
+            by_table.entry(m.source_table.clone()).or_default().push(i);
+        }
+        Applier {
+            settings,
+            sink,
+            mappers,
+            by_table,
+            ack,
+            status,
+            write_back_out,
+            write_back_in,
+            halted: BTreeMap::new(),
+            checkpoint: None,
+            open: false,
+            caught_up: false,
+            group_txs: 0,
+            group_changes: 0,
+            group_started: None,
+            group_last: None,
+            pending: Vec::new(),
+            conflicts: Vec::new(),
+            dead: Vec::new(),
+            conflict_counts: BTreeMap::new(),
+            last_progress: None,
+        }
+    }
+
+    /// The checkpoint read from the target: where the source must resume.
+    pub async fn load_checkpoint(&mut self) -> Result<Option<Position>, StageError> {
+        self.checkpoint = self.sink.checkpoint(&self.settings.pipeline).await?;
+        Ok(self.checkpoint.clone())
+    }
+
+    /// Apply events until the transport closes, `stop` turns true, or an error.
+    ///
+    /// On stop, an open transaction that is not complete is rolled back (the source will
+    /// re-deliver it); complete ones are committed first.
+    pub async fn run(
+        &mut self,
+        rx: &mut dyn EventReceiver,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), StageError> {
+        if self.checkpoint.is_none() {
+            self.load_checkpoint().await?;
+        }
+        let mut in_tx = false;
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = stop.changed() => {
+                    if in_tx {
+                        self.abort().await;
+                    } else if self.group_txs > 0 {
+                        self.commit_group().await?;
+                    }
+                    return Ok(());
+                }
+                wb = recv_write_back(&mut self.write_back_in), if !in_tx && self.write_back_in.is_some() => {
+                    match wb {
+                        Some(wb) => self.apply_idle_write_back(wb).await?,
+                        None => self.write_back_in = None,
+                    }
+                    continue;
+                }
+                ev = rx.recv() => ev?,
+            };
+            let Some(event) = event else {
+                if in_tx {
+                    self.abort().await;
+                } else if self.group_txs > 0 {
+                    self.commit_group().await?;
+                }
+                return Ok(());
+            };
+            match event {
+                SourceEvent::Begin(_) => {
+                    in_tx = true;
+                    self.ensure_open().await?;
+                }
+                SourceEvent::Change(c) => {
+                    self.pending.push(c);
+                    if self.pending.len() >= self.settings.batch_rows {
+                        self.flush().await?;
+                    }
+                }
+                SourceEvent::Truncate { tables } => {
+                    self.flush().await?;
+                    for t in tables {
+                        for &mi in self
+                            .by_table
+                            .get(&t.table)
+                            .map(Vec::as_slice)
+                            .unwrap_or(&[])
+                        {
+                            let m = &self.mappers[mi];
+                            warn!(mapping = %m.mapping, table = %t.table, "truncate is not replicated");
+                            self.dead.push(DeadLetter {
+                                mapping: m.mapping.clone(),
+                                key: serde_json::Value::Null,
+                                change: serde_json::json!({ "table": t.table.to_string(), "op": "truncate" }),
+                                reason: format!(
+                                    "TRUNCATE of {} is not replicated; empty {} by hand if that was intended",
+                                    t.table, m.target.table
+                                ),
+                                source_position: String::new(),
+                            });
+                        }
+                    }
+                }
+                SourceEvent::Commit(c) => {
+                    in_tx = false;
+                    self.flush().await?;
+                    let already = match &self.checkpoint {
+                        Some(cp) if !self.caught_up => {
+                            c.position.is_at_or_before(cp).unwrap_or(false)
+                        }
+                        _ => false,
+                    };
+                    if already {
+                        // Applied before the restart: undo this replay.
+                        self.abort().await;
+                        continue;
+                    }
+                    self.caught_up = true;
+                    self.group_txs += 1;
+                    let source_position = c.position.to_string();
+                    for d in self
+                        .dead
+                        .iter_mut()
+                        .filter(|d| d.source_position.is_empty())
+                    {
+                        d.source_position.clone_from(&source_position);
+                    }
+                    self.group_last = Some((c.position, c.commit_time));
+                    if self.group_txs >= self.settings.max_group || !rx.has_pending() {
+                        self.commit_group().await?;
+                    }
+                }
+                SourceEvent::Progress { position, at } => {
+                    if self.group_txs > 0 {
+                        self.commit_group().await?;
+                    }
+                    let due = self
+                        .last_progress
+                        .is_none_or(|t| t.elapsed() >= PROGRESS_CHECKPOINT_INTERVAL);
+                    let ahead = match &self.checkpoint {
+                        Some(cp) => cp.try_cmp(&position).is_ok_and(|o| o.is_lt()),
+                        None => true,
+                    };
+                    if due && ahead && !in_tx {
+                        self.ensure_open().await?;
+                        self.group_last = Some((position, at));
+                        self.group_txs = 1;
+                        self.commit_group().await?;
+                        self.last_progress = Some(Instant::now());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ensure_open(&mut self) -> Result<(), StageError> {
+        if self.open {
+            return Ok(());
+        }
+        self.sink.begin().await?;
+        self.open = true;
+        self.group_started = Some(Instant::now());
+        // Write-backs ride along with the next transaction.
+        let mut wbs = Vec::new();
+        if let Some(rx) = self.write_back_in.as_mut() {
+            while let Ok(wb) = rx.try_recv() {
+                wbs.push(wb);
+            }
+        }
+        for wb in wbs {
+            self.apply_write_back(wb).await?;
+        }
+        Ok(())
+    }
+
+    async fn abort(&mut self) {
+        self.pending.clear();
+        self.conflicts.clear();
+        self.dead.clear();
+        self.group_txs = 0;
+        self.group_changes = 0;
+        self.group_last = None;
+        if self.open {
+            self.open = false;
+            if let Err(e) = self.sink.rollback().await {
+                warn!(pipeline = %self.settings.pipeline, error = %e.report(), "rollback failed");
+            }
+        }
+    }
+
+    async fn apply_idle_write_back(&mut self, wb: WriteBack) -> Result<(), StageError> {
+        // Only once there is a checkpoint to commit with.
+        let Some(cp) = self.checkpoint.clone() else {
+            return Ok(());
+        };
+        self.ensure_open().await?;
+        self.apply_write_back(wb).await?;
+        self.group_last = Some((cp, Utc::now()));
+        self.group_txs = 1;
+        self.commit_group().await
+    }
+
+    async fn apply_write_back(&mut self, wb: WriteBack) -> Result<(), StageError> {
+        let Some(m) = self.mappers.iter().find(|m| m.mapping == wb.mapping) else {
+            return Ok(());
+        };
+        let conv = |(i, v): &(usize, Value)| -> Option<(usize, Value)> {
+            let (name, ty) = m.target.columns.get(*i)?;
+            crate::convert::convert(name, v, ty).ok().map(|v| (*i, v))
+        };
+        let key_map: HashMap<usize, Value> = wb.key.iter().filter_map(conv).collect();
+        let key: Option<Vec<Value>> = m
+            .target
+            .key
+            .iter()
+            .map(|i| key_map.get(i).cloned())
+            .collect();
+        let columns: Vec<(usize, Value)> = wb.columns.iter().filter_map(conv).collect();
+        if let (Some(key), false) = (key, columns.is_empty()) {
+            let target = m.target.clone();
+            self.sink
+                .write(&target, &[RowWrite::Update { key, columns }])
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn halt(&mut self, mapping: &str, reason: String) {
+        if self.halted.contains_key(mapping) {
+            return;
+        }
+        tracing::error!(pipeline = %self.settings.pipeline, mapping, reason = %reason, "mapping halted");
+        metrics::gauge!(telemetry::MAPPING_HALTED, "direction" => self.settings.pipeline.clone(), "mapping" => mapping.to_owned()).set(1.0);
+        self.halted.insert(mapping.to_owned(), reason.clone());
+        let pipeline = self.settings.pipeline.clone();
+        self.status.update(&pipeline, |s| {
+            s.halted_mappings.insert(mapping.to_owned(), reason);
+        });
+    }
+
+    /// Map, resolve and write the pending changes of the open transaction.
+    async fn flush(&mut self) -> Result<(), StageError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        // Changes per mapper, in arrival order.
+        let mut per_mapper: Vec<(usize, Vec<&Change>)> = Vec::new();
+        for ch in &pending {
+            for &mi in self
+                .by_table
+                .get(&ch.table.table)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
+                match per_mapper.iter_mut().find(|(i, _)| *i == mi) {
+                    Some((_, v)) => v.push(ch),
+                    None => per_mapper.push((mi, vec![ch])),
+                }
+            }
+        }
+        for (mi, changes) in per_mapper {
+            self.group_changes += changes.len() as u64;
+            self.apply_mapper(mi, &changes).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_mapper(&mut self, mi: usize, changes: &[&Change]) -> Result<(), StageError> {
+        let mapping = self.mappers[mi].mapping.clone();
+        // Map every change; split key-changing updates into delete + insert.
+        let mut mapped: Vec<(TargetChange, &Change)> = Vec::with_capacity(changes.len());
+        for ch in changes {
+            if let Some(reason) = self.halted.get(&mapping) {
+                self.dead.push(DeadLetter {
+                    mapping: mapping.clone(),
+                    key: serde_json::Value::Null,
+                    change: change_json(ch),
+                    reason: format!("mapping halted: {reason}"),
+                    source_position: String::new(),
+                });
+                continue;
+            }
+            let m = &mut self.mappers[mi];
+            match m.map(&ch.table, &ch.row) {
+                Ok(TargetChange::Update {
+                    before: Some(b),
+                    after,
+                }) => {
+                    let bk: Option<Vec<Value>> = m
+                        .target
+                        .key
+                        .iter()
+                        .map(|&i| b.get(i).cloned().flatten())
+                        .collect();
+                    let ak: Option<Vec<Value>> = m
+                        .target
+                        .key
+                        .iter()
+                        .map(|&i| after.get(i).cloned().flatten())
+                        .collect();
+                    let key_changed = match (&bk, &ak) {
+                        (Some(x), Some(y)) => x.iter().zip(y).any(|(p, q)| !p.same_as(q)),
+                        _ => false,
+                    };
+                    if key_changed {
+                        mapped.push((
+                            TargetChange::Delete {
+                                before: b,
+                                full: true,
+                            },
+                            ch,
+                        ));
+                        mapped.push((TargetChange::Insert { after }, ch));
+                    } else {
+                        mapped.push((
+                            TargetChange::Update {
+                                before: Some(b),
+                                after,
+                            },
+                            ch,
+                        ));
+                    }
+                }
+                Ok(tc) => mapped.push((tc, ch)),
+                Err(MapError::Value(e)) => {
+                    let on_error = m.on_error;
+                    self.dead.push(DeadLetter {
+                        mapping: mapping.clone(),
+                        key: serde_json::Value::Null,
+                        change: change_json(ch),
+                        reason: e.to_string(),
+                        source_position: String::new(),
+                    });
+                    if on_error == OnError::Halt {
+                        self.halt(&mapping, format!("{e} (on_error = \"halt\")"));
+                    }
+                }
+                Err(e @ MapError::Drift { .. }) => {
+                    self.dead.push(DeadLetter {
+                        mapping: mapping.clone(),
+                        key: serde_json::Value::Null,
+                        change: change_json(ch),
+                        reason: e.to_string(),
+                        source_position: String::new(),
+                    });
+                    self.halt(&mapping, e.to_string());
+                }
+            }
+        }
+        if mapped.is_empty() {
+            return Ok(());
+        }
+        let target = self.mappers[mi].target.clone();
+        // Read the current target rows once.
+        let mut order: Vec<String> = Vec::new();
+        let mut keys: Vec<Vec<Value>> = Vec::new();
+        let mut change_keys: Vec<Option<String>> = Vec::with_capacity(mapped.len());
+        for (tc, _) in &mapped {
+            let k = tc.key(&target);
+            let ks = k.as_ref().map(|k| key_string(k));
+            if let (Some(k), Some(s)) = (k, &ks) {
+                if !order.contains(s) {
+                    order.push(s.clone());
+                    keys.push(k);
+                }
+            }
+            change_keys.push(ks);
+        }
+        let current = self.sink.fetch_current(&target, &keys).await?;
+        // key → (row as read, row as resolved so far)
+        let mut state: HashMap<String, RowStates> = order
+            .iter()
+            .cloned()
+            .zip(current.into_iter().map(|c| (c.clone(), c)))
+            .collect();
+        let m = &self.mappers[mi];
+        let resolver = Resolver {
+            strategies: &m.strategies,
+            key: &target.key,
+            lww: m.lww,
+            source_endpoint: &m.source_endpoint,
+            source_wins_ties: m.source_wins_ties,
+        };
+        let mut write_backs = Vec::new();
+        for ((tc, ch), ks) in mapped.iter().zip(&change_keys) {
+            let Some(ks) = ks else {
+                self.dead.push(DeadLetter {
+                    mapping: mapping.clone(),
+                    key: serde_json::Value::Null,
+                    change: change_json(ch),
+                    reason: "the change has no value for a key column".into(),
+                    source_position: String::new(),
+                });
+                continue;
+            };
+            let Some((_, cur)) = state.get_mut(ks) else {
+                continue;
+            };
+            let r = resolver.resolve(tc, cur.as_deref());
+            if let Some(c) = &r.conflict {
+                let (before, after) = match tc {
+                    TargetChange::Insert { after } => (None, Some(opt_row_json(&target, after))),
+                    TargetChange::Update { before, after } => (
+                        before.as_ref().map(|b| opt_row_json(&target, b)),
+                        Some(opt_row_json(&target, after)),
+                    ),
+                    TargetChange::Delete { before, .. } => {
+                        (Some(opt_row_json(&target, before)), None)
+                    }
+                };
+                let key = tc.key(&target).unwrap_or_default();
+                self.conflicts.push(ConflictRecord {
+                    mapping: mapping.clone(),
+                    kind: c.kind.as_str().into(),
+                    strategy: c.strategy.clone(),
+                    decision: c.decision.as_str().into(),
+                    key: serde_json::Value::Object(
+                        target
+                            .key_names()
+                            .zip(&key)
+                            .map(|(n, v)| (n.to_owned(), v.to_json()))
+                            .collect(),
+                    ),
+                    before,
+                    after,
+                    current: cur.as_ref().map(|t| row_json(&target, t)),
+                    source_commit_time: None,
+                });
+                *self
+                    .conflict_counts
+                    .entry((
+                        mapping.clone(),
+                        c.kind.as_str().to_owned(),
+                        c.strategy.clone(),
+                    ))
+                    .or_default() += 1;
+            }
+            if !r.write_back.is_empty() {
+                if let Some(t) = cur.as_ref() {
+                    write_backs.push(WriteBack {
+                        mapping: mapping.clone(),
+                        key: target
+                            .key
+                            .iter()
+                            .filter_map(|&i| t.get(i).map(|v| (i, v.clone())))
+                            .collect(),
+                        columns: r.write_back.clone(),
+                    });
+                }
+            }
+            match r.write {
+                Some(RowWrite::Insert { values }) => *cur = Some(values),
+                Some(RowWrite::Update { columns, .. }) => {
+                    if let Some(row) = cur.as_mut() {
+                        for (i, v) in columns {
+                            if let Some(slot) = row.get_mut(i) {
+                                *slot = v;
+                            }
+                        }
+                    }
+                }
+                Some(RowWrite::Delete { .. }) => *cur = None,
+                None => {}
+            }
+        }
+        // One write per key: the difference between the row read and the row resolved.
+        let mut writes = Vec::new();
+        for ks in &order {
+            let Some((orig, fin)) = state.remove(ks) else {
+                continue;
+            };
+            match (orig, fin) {
+                (None, Some(f)) => writes.push(RowWrite::Insert { values: f }),
+                (Some(o), Some(f)) => {
+                    let columns: Vec<(usize, Value)> = f
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, v)| {
+                            o.get(*i)
+                                .is_none_or(|ov| !ov.same_as(v) || ov.kind() != v.kind())
+                        })
+                        .map(|(i, v)| (i, v.clone()))
+                        .collect();
+                    if !columns.is_empty() {
+                        let key = target
+                            .key
+                            .iter()
+                            .filter_map(|&i| o.get(i).cloned())
+                            .collect();
+                        writes.push(RowWrite::Update { key, columns });
+                    }
+                }
+                (Some(o), None) => {
+                    let key = target
+                        .key
+                        .iter()
+                        .filter_map(|&i| o.get(i).cloned())
+                        .collect();
+                    writes.push(RowWrite::Delete { key });
+                }
+                (None, None) => {}
+            }
+        }
+        if !writes.is_empty() {
+            self.sink.write(&target, &writes).await?;
+        }
+        if let Some(out) = &self.write_back_out {
+            for wb in write_backs {
+                if out.try_send(wb).is_err() {
+                    warn!(mapping = %mapping, "write-back queue full; `tandem verify --repair` will align the owned column");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit_group(&mut self) -> Result<(), StageError> {
+        let Some((position, commit_time)) = self.group_last.take() else {
+            return Ok(());
+        };
+        if !self.conflicts.is_empty() || !self.dead.is_empty() {
+            for c in &mut self.conflicts {
+                c.source_commit_time.get_or_insert(commit_time);
+            }
+            self.sink.record(&self.conflicts, &self.dead).await?;
+        }
+        self.sink
+            .commit(&self.settings.pipeline, &position, commit_time)
+            .await?;
+        self.open = false;
+        let p = self.settings.pipeline.clone();
+        let elapsed = self
+            .group_started
+            .take()
+            .map(|t| t.elapsed().as_secs_f64())
+            .unwrap_or_default();
+        let lag = (Utc::now() - commit_time).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        metrics::histogram!(telemetry::APPLY_BATCH_SECONDS, "direction" => p.clone())
+            .record(elapsed);
+        metrics::gauge!(telemetry::LAG_SECONDS, "direction" => p.clone()).set(lag.max(0.0));
+        metrics::counter!(telemetry::CHANGES_APPLIED, "direction" => p.clone())
+            .increment(self.group_changes);
+        metrics::counter!(telemetry::TRANSACTIONS_APPLIED, "direction" => p.clone())
+            .increment(self.group_txs as u64);
+        for ((mapping, kind, strategy), n) in std::mem::take(&mut self.conflict_counts) {
+            metrics::counter!(telemetry::CONFLICTS, "direction" => p.clone(), "mapping" => mapping, "kind" => kind, "strategy" => strategy).increment(n);
+        }
+        let mut dead_by_mapping: BTreeMap<String, u64> = BTreeMap::new();
+        for d in &self.dead {
+            *dead_by_mapping.entry(d.mapping.clone()).or_default() += 1;
+        }
+        for (mapping, n) in dead_by_mapping {
+            metrics::counter!(telemetry::DEAD_LETTERS, "direction" => p.clone(), "mapping" => mapping).increment(n);
+        }
+        let (txs, changes) = (self.group_txs as u64, self.group_changes);
+        let (nconf, ndead) = (self.conflicts.len() as u64, self.dead.len() as u64);
+        self.status.update(&p, |s| {
+            s.state = "streaming".into();
+            s.applied_position = Some(position.to_string());
+            s.last_source_commit = Some(commit_time);
+            s.last_applied_at = Some(Utc::now());
+            s.lag_seconds = Some(lag.max(0.0));
+            s.changes_applied += changes;
+            s.transactions_applied += txs;
+            s.conflicts += nconf;
+            s.dead_letters += ndead;
+        });
+        if ndead > 0 {
+            info!(pipeline = %p, dead_letters = ndead, "changes parked in the dead-letter table");
+        }
+        self.conflicts.clear();
+        self.dead.clear();
+        self.group_txs = 0;
+        self.group_changes = 0;
+        self.ack.applied(position.clone());
+        self.checkpoint = Some(position);
+        Ok(())
+    }
+}
+
+async fn recv_write_back(rx: &mut Option<mpsc::Receiver<WriteBack>>) -> Option<WriteBack> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

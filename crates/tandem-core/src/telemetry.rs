@@ -1,0 +1,108 @@
+//! Metric names (Prometheus conventions) and the shared status the HTTP endpoint shows.
+//!
+//! Every metric tandem exports is named here, once; labels are low-cardinality
+//! (`direction`, `mapping`, `kind`, `strategy`, `endpoint`) — never a row key. Stages
+//! record per batch, not per row.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub const LAG_SECONDS: &str = "tandem_replication_lag_seconds";
+pub const LAG_BYTES: &str = "tandem_replication_lag_bytes";
+pub const CHANGES_APPLIED: &str = "tandem_changes_applied_total";
+pub const TRANSACTIONS_APPLIED: &str = "tandem_transactions_applied_total";
+pub const APPLY_BATCH_SECONDS: &str = "tandem_apply_batch_duration_seconds";
+pub const CONFLICTS: &str = "tandem_conflicts_total";
+pub const DEAD_LETTERS: &str = "tandem_dead_letters_total";
+pub const RECONNECTS: &str = "tandem_reconnects_total";
+pub const SNAPSHOT_ROWS: &str = "tandem_snapshot_rows_total";
+pub const SNAPSHOT_ROWS_ESTIMATED: &str = "tandem_snapshot_rows_estimated";
+pub const MAPPING_HALTED: &str = "tandem_mapping_halted";
+pub const PG_SLOT_SAFE_WAL_BYTES: &str = "tandem_pg_slot_safe_wal_size_bytes";
+pub const PG_SLOT_WAL_STATUS: &str = "tandem_pg_slot_wal_status";
+pub const DIRECTION_UP: &str = "tandem_direction_up";
+
+/// Every metric with its help text, for registration and the README.
+pub const ALL: &[(&str, &str)] = &[
+    (
+        LAG_SECONDS,
+        "Seconds from source commit to target commit of the last applied transaction",
+    ),
+    (
+        LAG_BYTES,
+        "Bytes of source change log not yet applied (PostgreSQL slot, binlog)",
+    ),
+    (CHANGES_APPLIED, "Row changes applied to the target"),
+    (
+        TRANSACTIONS_APPLIED,
+        "Source transactions applied to the target",
+    ),
+    (APPLY_BATCH_SECONDS, "Duration of one target commit group"),
+    (CONFLICTS, "Conflicts detected, by kind and strategy"),
+    (DEAD_LETTERS, "Changes written to the dead-letter table"),
+    (
+        RECONNECTS,
+        "Reconnects after a lost connection or transient error",
+    ),
+    (SNAPSHOT_ROWS, "Rows copied by initial snapshots"),
+    (
+        SNAPSHOT_ROWS_ESTIMATED,
+        "Estimated rows of the table being snapshotted",
+    ),
+    (MAPPING_HALTED, "1 while a mapping is halted"),
+    (
+        PG_SLOT_SAFE_WAL_BYTES,
+        "PostgreSQL slot safe_wal_size: WAL that may still be written before the slot is lost",
+    ),
+    (
+        PG_SLOT_WAL_STATUS,
+        "PostgreSQL slot wal_status (0 reserved, 1 extended, 2 unreserved, 3 lost)",
+    ),
+    (DIRECTION_UP, "1 while a direction is streaming"),
+];
+
+/// State of one direction, as `/status` shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DirectionStatus {
+    pub state: String,
+    pub source_position: Option<String>,
+    pub applied_position: Option<String>,
+    pub last_source_commit: Option<DateTime<Utc>>,
+    pub last_applied_at: Option<DateTime<Utc>>,
+    pub lag_seconds: Option<f64>,
+    pub lag_bytes: Option<u64>,
+    pub changes_applied: u64,
+    pub transactions_applied: u64,
+    pub conflicts: u64,
+    pub dead_letters: u64,
+    pub reconnects: u64,
+    pub last_error: Option<String>,
+    pub halted_mappings: BTreeMap<String, String>,
+    pub snapshot: Option<SnapshotStatus>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SnapshotStatus {
+    pub table: String,
+    pub rows_done: u64,
+    pub rows_estimated: u64,
+}
+
+/// Status of every direction, shared between the pipelines and the HTTP endpoint.
+#[derive(Clone, Default)]
+pub struct StatusBoard(Arc<Mutex<BTreeMap<String, DirectionStatus>>>);
+
+impl StatusBoard {
+    pub fn update(&self, direction: &str, f: impl FnOnce(&mut DirectionStatus)) {
+        if let Ok(mut m) = self.0.lock() {
+            f(m.entry(direction.to_owned()).or_default());
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, DirectionStatus> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
