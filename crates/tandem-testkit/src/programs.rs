@@ -32,7 +32,11 @@ impl PgPrograms {
         dirs.extend(debian_pg_bindirs());
         dirs.extend(path_dirs());
         let find = |program| find_in(&dirs, program, PG_BINDIR_ENV);
-        Ok(Self { initdb: find("initdb")?, postgres: find("postgres")?, psql: find("psql")? })
+        Ok(Self {
+            initdb: find("initdb")?,
+            postgres: find("postgres")?,
+            psql: find("psql")?,
+        })
     }
 }
 
@@ -47,7 +51,9 @@ pub(crate) struct MariaPrograms {
 impl MariaPrograms {
     pub(crate) fn locate() -> Result<Self, KitError> {
         let mut dirs = env_dir(MARIADB_BINDIR_ENV);
-        dirs.extend(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from));
+        dirs.extend(
+            ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from),
+        );
         dirs.extend(path_dirs());
         let find = |program| find_in(&dirs, program, MARIADB_BINDIR_ENV);
         Ok(Self {
@@ -96,7 +102,10 @@ pub(crate) fn postgres_run_as() -> Result<Option<RunAs>, KitError> {
         return Ok(None);
     }
     match nix::unistd::User::from_name(USER) {
-        Ok(Some(user)) => Ok(Some(RunAs { uid: user.uid.as_raw(), gid: user.gid.as_raw() })),
+        Ok(Some(user)) => Ok(Some(RunAs {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })),
         Ok(None) => Err(KitError::NoServerUser { user: USER }),
         Err(errno) => Err(KitError::Io {
             context: format!("looking up the OS user {USER}"),
@@ -106,11 +115,16 @@ pub(crate) fn postgres_run_as() -> Result<Option<RunAs>, KitError> {
 }
 
 fn env_dir(var: &str) -> Vec<PathBuf> {
-    std::env::var_os(var).map(PathBuf::from).into_iter().collect()
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .into_iter()
+        .collect()
 }
 
 fn path_dirs() -> Vec<PathBuf> {
-    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default()
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default()
 }
 
 /// `/usr/lib/postgresql/<N>/bin`, highest major version first.
@@ -125,11 +139,15 @@ fn debian_pg_bindirs() -> Vec<PathBuf> {
             Some((major, e.path().join("bin")))
         })
         .collect();
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
     versions.into_iter().map(|(_, dir)| dir).collect()
 }
 
-fn find_in(dirs: &[PathBuf], program: &'static str, env: &'static str) -> Result<PathBuf, KitError> {
+fn find_in(
+    dirs: &[PathBuf],
+    program: &'static str,
+    env: &'static str,
+) -> Result<PathBuf, KitError> {
     dirs.iter()
         .map(|dir| dir.join(program))
         .find(|path| path.is_file())
