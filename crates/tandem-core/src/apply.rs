@@ -188,6 +188,11 @@ impl Applier {
         }
     }
 
+    /// Hand the incoming write-back queue back (to the next applier after a restart).
+    pub fn take_write_back_in(&mut self) -> Option<mpsc::Receiver<WriteBack>> {
+        self.write_back_in.take()
+    }
+
     /// The checkpoint read from the target: where the source must resume.
     pub async fn load_checkpoint(&mut self) -> Result<Option<Position>, StageError> {
         self.checkpoint = self.sink.checkpoint(&self.settings.pipeline).await?;

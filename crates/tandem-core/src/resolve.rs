@@ -275,6 +275,12 @@ impl Resolver<'_> {
                 }
             }
             let delta = matches!(self.strategies[c], Strategy::Delta);
+            // The target already holds the incoming value (the other side converged on it,
+            // or a DBA resolved a conflict by writing it): nothing to write, no conflict.
+            // Not for counters: there the change is a difference, not a value.
+            if !delta && a.same_as(tc) {
+                continue;
+            }
             // Without a before-image, an equal value is no news — except for a counter,
             // where an insert of 5 onto 5 means 10.
             if b.is_none() && a.same_as(tc) && !(delta && is_insert) {
@@ -586,6 +592,23 @@ mod tests {
             None,
         );
         assert_eq!(r.conflict.unwrap().kind, ConflictKind::DeleteMissing);
+    }
+
+    #[test]
+    fn an_incoming_value_the_target_already_has_is_no_conflict() {
+        let s = strategies();
+        let b = row(10, 5, "a", 1, 3, "b");
+        let mut a = b.clone();
+        a[6] = Value::Text("resolved".into());
+        let t = row(10, 5, "a", 1, 3, "resolved");
+        let r = resolver(&s, "retail").resolve(
+            &TargetChange::Update {
+                before: Some(some(b)),
+                after: some(a),
+            },
+            Some(&t),
+        );
+        assert_eq!((r.write, r.conflict), (None, None));
     }
 
     #[test]

@@ -1,0 +1,4 @@
+//! Commands that run once and exit.
+
+pub mod check;
+pub mod status;
