@@ -1,0 +1,571 @@
+//! Applying resolved rows to MySQL/MariaDB: [`MySqlSink`].
+//!
+//! Invariants this module keeps, and how:
+//! - **Exactly once** (design invariant 1): [`Sink::commit`] upserts the pipeline's row in
+//!   `tandem_checkpoints` inside the same transaction as the applied rows, then commits, so
+//!   the checkpoint and the rows become durable together or not at all.
+//! - **No echo** (invariant 2): the applying session is tagged so that tandem's binlog reader
+//!   drops its transactions. `skip_replication=1` (MariaDB: the server flags every event
+//!   `0x8000` and can filter them from the dump) or, where that does not exist (MySQL), a
+//!   marker: every transaction first updates the single row of `tandem_apply_marker`, and
+//!   the reader drops any transaction containing it.
+//! - **Nothing silent** (invariant 5): the session is strict (see [`crate::connect`]); a value
+//!   the column cannot hold fails the statement, and the error names the table, the column
+//!   and the write in the batch so the applier can dead-letter exactly that row.
+//!
+//! Statements use parameters (binary protocol), never SQL text built from values: nothing
+//! about a value can change the statement, and values travel in their exact binary forms
+//! (decimals as text, timestamps as date structs). Reads come back as binary-protocol
+//! values and are decoded by [`crate::types::from_mysql_value`], the decoder shared with the
+//! snapshot. To keep one round trip per batch, statement shapes are few: every batch is
+//! padded to a power of two rows by repeating its last row (idempotent for upserts, key
+//! lookups and deletes), so each table needs at most a dozen prepared statements, all of
+//! which stay in the connection's statement cache.
+//!
+//! Writes are applied in the order given. Consecutive writes of one kind (inserts; updates
+//! of the same column set; deletes) form one multi-row statement:
+//! - inserts: `INSERT … ON DUPLICATE KEY UPDATE` of every non-key column;
+//! - updates: `UPDATE t JOIN (SELECT ? AS k0, ? AS c0 UNION ALL …) v ON t.k = v.k0
+//!   SET t.c = v.c0` — only the changed columns, and a key that has vanished stays vanished
+//!   (an upsert would insert a half row). If the server refuses the join because the key's
+//!   collation differs from the connection's (error 1267), that table falls back to one
+//!   prepared `UPDATE` per row;
+//! - deletes: `DELETE FROM t WHERE (k1, k2) IN ((?, ?), …)`.
+//!
+//! Chunks stay under 65,535 placeholders and a quarter of `max_allowed_packet` (padding may
+//! double a chunk).
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Params, Row};
+use tandem_core::config::{EndpointConfig, LoopPrevention, Secret};
+use tandem_core::error::StageError;
+use tandem_core::position::Position;
+use tandem_core::sink::{ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable};
+use tandem_core::Value;
+
+use crate::connect::{classify, connect, is_mariadb};
+use crate::ddl::{ensure_tables, APPLY_MARKER, CHECKPOINTS, CONFLICTS, DEAD_LETTERS};
+use crate::types::to_mysql_value;
+
+mod batch;
+
+use batch::{
+    bad_index, check_arity, chunks, decode_row, ident, key_in, key_matches, pad, padded,
+    placeholders, run_len, size_of_values, table_ident, value_size, write_error,
+};
+
+/// How this sink keeps its writes out of tandem's own binlog reader, once resolved
+/// (`Auto` becomes one of the two).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppliedLoopPrevention {
+    SkipReplication,
+    Marker,
+}
+
+/// A [`Sink`] writing to one MySQL/MariaDB database over one connection.
+pub struct MySqlSink {
+    conn: Conn,
+    loop_prevention: AppliedLoopPrevention,
+    in_txn: bool,
+    /// Budget for one statement's values, from `max_allowed_packet`.
+    packet_budget: usize,
+    /// Tables whose key collation refused the update join (see the module docs).
+    per_row_updates: HashSet<String>,
+}
+
+impl MySqlSink {
+    /// Connect to `ep`, create tandem's tables if missing, and tag the session.
+    pub async fn connect(
+        ep: &EndpointConfig,
+        password: Option<&Secret>,
+    ) -> Result<Self, StageError> {
+        let conn = connect(ep, password).await?;
+        MySqlSink::from_conn(conn, ep.loop_prevention).await
+    }
+
+    /// Wrap a connection made by [`crate::connect::connect`] (its session settings are
+    /// relied on), create tandem's tables if missing, and tag the session.
+    pub async fn from_conn(mut conn: Conn, mode: LoopPrevention) -> Result<Self, StageError> {
+        ensure_tables(&mut conn).await?;
+        let mariadb = is_mariadb(&mut conn).await?;
+        let loop_prevention =
+            match mode {
+                LoopPrevention::SkipReplication if !mariadb => return Err(StageError::definite(
+                    "loop_prevention = \"skip_replication\" needs MariaDB; this server is MySQL",
+                    "set loop_prevention = \"marker\" (or \"auto\") for this endpoint",
+                )),
+                LoopPrevention::SkipReplication => AppliedLoopPrevention::SkipReplication,
+                LoopPrevention::Marker => AppliedLoopPrevention::Marker,
+                LoopPrevention::Auto if mariadb => AppliedLoopPrevention::SkipReplication,
+                LoopPrevention::Auto => AppliedLoopPrevention::Marker,
+            };
+        if loop_prevention == AppliedLoopPrevention::SkipReplication {
+            conn.query_drop("SET SESSION skip_replication = 1")
+                .await
+                .map_err(|e| classify("Tagging the applier session with skip_replication", e))?;
+        }
+        let max_packet: Option<u64> = conn
+            .query_first("SELECT @@max_allowed_packet")
+            .await
+            .map_err(|e| classify("Reading max_allowed_packet", e))?;
+        let packet_budget = usize::try_from(max_packet.unwrap_or(4 << 20)).unwrap_or(4 << 20) / 4;
+        Ok(MySqlSink {
+            conn,
+            loop_prevention,
+            in_txn: false,
+            packet_budget,
+            per_row_updates: HashSet::new(),
+        })
+    }
+
+    /// The loop prevention in effect.
+    pub fn loop_prevention(&self) -> AppliedLoopPrevention {
+        self.loop_prevention
+    }
+
+    /// The underlying connection (for tests and `tandem check`).
+    pub fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    async fn exec(
+        &mut self,
+        sql: &str,
+        params: Vec<mysql_async::Value>,
+    ) -> Result<(), mysql_async::Error> {
+        let params = if params.is_empty() {
+            Params::Empty
+        } else {
+            Params::Positional(params)
+        };
+        self.conn.exec_drop(sql, params).await
+    }
+
+    async fn insert_rows(
+        &mut self,
+        t: &TargetTable,
+        rows: &[&Vec<Value>],
+        first: usize,
+    ) -> Result<(), StageError> {
+        let cols: Vec<String> = t.columns.iter().map(|(n, _)| ident(n)).collect();
+        let non_key: Vec<&String> = cols
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !t.key.contains(i))
+            .map(|(_, c)| c)
+            .collect();
+        let update = if non_key.is_empty() {
+            // Every column is key: an existing row is already this row.
+            t.key_names()
+                .next()
+                .map(|k| format!("{0} = {0}", ident(k)))
+                .unwrap_or_default()
+        } else {
+            non_key
+                .iter()
+                .map(|c| format!("{c} = VALUES({c})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let row_ph = placeholders(cols.len());
+        for (start, chunk) in chunks(rows, cols.len(), self.packet_budget, |r| size_of_values(r)) {
+            let n = padded(chunk.len());
+            let mut params = Vec::with_capacity(n * cols.len());
+            for r in pad(chunk, n) {
+                check_arity(t, r.len(), first + start)?;
+                params.extend(r.iter().map(to_mysql_value));
+            }
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES {} ON DUPLICATE KEY UPDATE {update}",
+                table_ident(t),
+                cols.join(", "),
+                vec![row_ph.as_str(); n].join(", ")
+            );
+            self.exec(&sql, params)
+                .await
+                .map_err(|e| write_error(t, "inserting into", first + start, e))?;
+        }
+        Ok(())
+    }
+
+    async fn update_rows(
+        &mut self,
+        t: &TargetTable,
+        set: &[usize],
+        rows: &[(&Vec<Value>, Vec<&Value>)],
+        first: usize,
+    ) -> Result<(), StageError> {
+        let key_cols: Vec<String> = t.key_names().map(ident).collect();
+        let set_cols = set
+            .iter()
+            .map(|&i| {
+                t.columns
+                    .get(i)
+                    .map(|(n, _)| ident(n))
+                    .ok_or_else(|| bad_index(t, i))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.per_row_updates.contains(&t.table.to_string()) {
+            return self
+                .update_per_row(t, &key_cols, &set_cols, rows, first)
+                .await;
+        }
+        let width = key_cols.len() + set_cols.len();
+        let size = |r: &(&Vec<Value>, Vec<&Value>)| {
+            size_of_values(r.0) + r.1.iter().map(|v| value_size(v)).sum::<usize>()
+        };
+        for (start, chunk) in chunks(rows, width, self.packet_budget, size) {
+            let n = padded(chunk.len());
+            let mut params = Vec::with_capacity(n * width);
+            for (key, vals) in pad(chunk, n) {
+                params.extend(key.iter().map(to_mysql_value));
+                params.extend(vals.iter().map(|v| to_mysql_value(v)));
+            }
+            let first_row: Vec<String> = (0..key_cols.len())
+                .map(|i| format!("? AS k{i}"))
+                .chain((0..set_cols.len()).map(|i| format!("? AS c{i}")))
+                .collect();
+            let rest = format!(
+                " UNION ALL SELECT {}",
+                placeholders(width).trim_matches(['(', ')'])
+            );
+            let on: Vec<String> = key_cols
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("t.{k} = v.k{i}"))
+                .collect();
+            let assign: Vec<String> = set_cols
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("t.{c} = v.c{i}"))
+                .collect();
+            let sql = format!(
+                "UPDATE {} t JOIN (SELECT {}{}) v ON {} SET {}",
+                table_ident(t),
+                first_row.join(", "),
+                rest.repeat(n.saturating_sub(1)),
+                on.join(" AND "),
+                assign.join(", ")
+            );
+            match self.exec(&sql, params).await {
+                Ok(()) => {}
+                Err(mysql_async::Error::Server(s)) if s.code == 1267 => {
+                    tracing::info!(table = %t.table, "key collation differs from the session's; updating row by row");
+                    self.per_row_updates.insert(t.table.to_string());
+                    let remaining = rows.get(start..).unwrap_or_default();
+                    return self
+                        .update_per_row(t, &key_cols, &set_cols, remaining, first + start)
+                        .await;
+                }
+                Err(e) => return Err(write_error(t, "updating", first + start, e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn update_per_row(
+        &mut self,
+        t: &TargetTable,
+        key_cols: &[String],
+        set_cols: &[String],
+        rows: &[(&Vec<Value>, Vec<&Value>)],
+        first: usize,
+    ) -> Result<(), StageError> {
+        let sql = format!(
+            "UPDATE {} SET {} WHERE {}",
+            table_ident(t),
+            set_cols
+                .iter()
+                .map(|c| format!("{c} = ?"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            key_cols
+                .iter()
+                .map(|k| format!("{k} = ?"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        for (i, (key, vals)) in rows.iter().enumerate() {
+            let params = vals
+                .iter()
+                .map(|v| to_mysql_value(v))
+                .chain(key.iter().map(to_mysql_value))
+                .collect();
+            self.exec(&sql, params)
+                .await
+                .map_err(|e| write_error(t, "updating", first + i, e))?;
+        }
+        Ok(())
+    }
+
+    async fn delete_rows(
+        &mut self,
+        t: &TargetTable,
+        keys: &[&Vec<Value>],
+        first: usize,
+    ) -> Result<(), StageError> {
+        let key_cols: Vec<String> = t.key_names().map(ident).collect();
+        for (start, chunk) in chunks(keys, key_cols.len(), self.packet_budget, |k| {
+            size_of_values(k)
+        }) {
+            let n = padded(chunk.len());
+            let params = pad(chunk, n)
+                .flat_map(|k| k.iter().map(to_mysql_value))
+                .collect();
+            let sql = format!(
+                "DELETE FROM {} WHERE {}",
+                table_ident(t),
+                key_in(&key_cols, n)
+            );
+            self.exec(&sql, params)
+                .await
+                .map_err(|e| write_error(t, "deleting from", first + start, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for MySqlSink {
+    async fn checkpoint(&mut self, pipeline: &str) -> Result<Option<Position>, StageError> {
+        let text: Option<String> = self
+            .conn
+            .exec_first(
+                format!("SELECT position FROM {CHECKPOINTS} WHERE pipeline = ?"),
+                (pipeline,),
+            )
+            .await
+            .map_err(|e| classify(format!("Reading the checkpoint of {pipeline}"), e))?;
+        text.map(|t| {
+            Position::from_checkpoint_text(&t).map_err(|e| {
+                StageError::definite_from(
+                    format!("The checkpoint of {pipeline} in {CHECKPOINTS} is not a position tandem wrote"),
+                    format!("restore the row from a backup, or delete it to start {pipeline} from scratch (re-snapshot)"),
+                    e,
+                )
+            })
+        })
+        .transpose()
+    }
+
+    async fn begin(&mut self) -> Result<(), StageError> {
+        if self.in_txn {
+            // START TRANSACTION would silently commit the open one without its checkpoint.
+            tracing::warn!("begin called with a transaction open; rolling it back");
+            self.rollback().await?;
+        }
+        self.conn
+            .query_drop("START TRANSACTION")
+            .await
+            .map_err(|e| classify("Starting a transaction", e))?;
+        self.in_txn = true;
+        if self.loop_prevention == AppliedLoopPrevention::Marker {
+            // First statement of the transaction, so the reader sees the marker before any row.
+            let sql = format!(
+                "INSERT INTO {APPLY_MARKER} (id, txn, at) VALUES (1, 1, NOW(6))
+                 ON DUPLICATE KEY UPDATE txn = txn + 1, at = VALUES(at)"
+            );
+            self.conn
+                .query_drop(sql)
+                .await
+                .map_err(|e| classify("Writing the apply marker", e))?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_current(
+        &mut self,
+        table: &TargetTable,
+        keys: &[Vec<Value>],
+    ) -> Result<Vec<Option<Vec<Value>>>, StageError> {
+        let mut out = vec![None; keys.len()];
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let key_cols: Vec<String> = table.key_names().map(ident).collect();
+        let cols: Vec<String> = table.columns.iter().map(|(n, _)| ident(n)).collect();
+        let key_refs: Vec<&Vec<Value>> = keys.iter().collect();
+        let budget = self.packet_budget;
+        for (start, chunk) in chunks(&key_refs, key_cols.len(), budget, |k| size_of_values(k)) {
+            let n = padded(chunk.len());
+            let params: Vec<mysql_async::Value> = pad(chunk, n)
+                .flat_map(|k| k.iter().map(to_mysql_value))
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} FOR UPDATE",
+                cols.join(", "),
+                table_ident(table),
+                key_in(&key_cols, n)
+            );
+            let rows: Vec<Row> = self
+                .conn
+                .exec(sql, Params::Positional(params))
+                .await
+                .map_err(|e| classify(format!("Reading current rows of {}", table.table), e))?;
+            for row in rows {
+                let values = decode_row(table, &row)?;
+                let got: Vec<&Value> = table.key.iter().filter_map(|&i| values.get(i)).collect();
+                // The server matched by its collation; find which requested keys it answers.
+                for (offset, k) in chunk.iter().enumerate() {
+                    let slot = out.get_mut(start + offset);
+                    if let Some(slot) =
+                        slot.filter(|_| key_matches(k, &got, &table.columns, &table.key))
+                    {
+                        *slot = Some(values.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write(&mut self, table: &TargetTable, writes: &[RowWrite]) -> Result<(), StageError> {
+        let mut i = 0;
+        while i < writes.len() {
+            let run = run_len(writes.get(i..).unwrap_or_default());
+            let slice = writes.get(i..i + run).unwrap_or_default();
+            match slice.first() {
+                Some(RowWrite::Insert { .. }) => {
+                    let rows: Vec<&Vec<Value>> = slice
+                        .iter()
+                        .filter_map(|w| match w {
+                            RowWrite::Insert { values } => Some(values),
+                            _ => None,
+                        })
+                        .collect();
+                    self.insert_rows(table, &rows, i).await?;
+                }
+                Some(RowWrite::Update { columns, .. }) => {
+                    let set: Vec<usize> = columns.iter().map(|(c, _)| *c).collect();
+                    let rows: Vec<(&Vec<Value>, Vec<&Value>)> = slice
+                        .iter()
+                        .filter_map(|w| match w {
+                            RowWrite::Update { key, columns } => {
+                                Some((key, columns.iter().map(|(_, v)| v).collect()))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    if !set.is_empty() {
+                        self.update_rows(table, &set, &rows, i).await?;
+                    }
+                }
+                Some(RowWrite::Delete { .. }) => {
+                    let keys: Vec<&Vec<Value>> = slice
+                        .iter()
+                        .filter_map(|w| match w {
+                            RowWrite::Delete { key } => Some(key),
+                            _ => None,
+                        })
+                        .collect();
+                    self.delete_rows(table, &keys, i).await?;
+                }
+                None => {}
+            }
+            i += run.max(1);
+        }
+        Ok(())
+    }
+
+    async fn record(
+        &mut self,
+        conflicts: &[ConflictRecord],
+        dead_letters: &[DeadLetter],
+    ) -> Result<(), StageError> {
+        let json = |v: &serde_json::Value| mysql_async::Value::Bytes(v.to_string().into_bytes());
+        let opt_json =
+            |v: &Option<serde_json::Value>| v.as_ref().map_or(mysql_async::Value::NULL, json);
+        let text = |s: &str| mysql_async::Value::Bytes(s.as_bytes().to_vec());
+        for chunk in conflicts.chunks(256) {
+            let mut params = Vec::with_capacity(chunk.len() * 9);
+            for c in chunk {
+                params.extend([
+                    text(&c.mapping),
+                    text(&c.kind),
+                    text(&c.strategy),
+                    text(&c.decision),
+                    json(&c.key),
+                    opt_json(&c.before),
+                    opt_json(&c.after),
+                    opt_json(&c.current),
+                    c.source_commit_time.map_or(mysql_async::Value::NULL, |t| {
+                        to_mysql_value(&Value::TimestampTz(t))
+                    }),
+                ]);
+            }
+            let sql = format!(
+                "INSERT INTO {CONFLICTS} (at, mapping, kind, strategy, decision, `key`, `before`, `after`, `current`, source_commit_time) VALUES {}",
+                vec!["(NOW(6), ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            self.exec(&sql, params)
+                .await
+                .map_err(|e| classify("Recording conflicts", e))?;
+        }
+        for chunk in dead_letters.chunks(256) {
+            let mut params = Vec::with_capacity(chunk.len() * 5);
+            for d in chunk {
+                params.extend([
+                    text(&d.mapping),
+                    json(&d.key),
+                    json(&d.change),
+                    text(&d.reason),
+                    text(&d.source_position),
+                ]);
+            }
+            let sql = format!(
+                "INSERT INTO {DEAD_LETTERS} (at, mapping, `key`, `change`, reason, source_position) VALUES {}",
+                vec!["(NOW(6), ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            self.exec(&sql, params)
+                .await
+                .map_err(|e| classify("Recording dead letters", e))?;
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &mut self,
+        pipeline: &str,
+        position: &Position,
+        source_commit_time: DateTime<Utc>,
+    ) -> Result<(), StageError> {
+        if !self.in_txn {
+            return Err(StageError::definite(
+                "commit was called without an open transaction",
+                "this is a tandem bug: report it with the log",
+            ));
+        }
+        let sql = format!(
+            "INSERT INTO {CHECKPOINTS} (pipeline, position, source_commit_time, applied_at)
+             VALUES (?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE position = VALUES(position),
+             source_commit_time = VALUES(source_commit_time), applied_at = VALUES(applied_at)"
+        );
+        let params = vec![
+            mysql_async::Value::Bytes(pipeline.as_bytes().to_vec()),
+            mysql_async::Value::Bytes(position.to_checkpoint_text().into_bytes()),
+            to_mysql_value(&Value::TimestampTz(source_commit_time)),
+        ];
+        self.exec(&sql, params)
+            .await
+            .map_err(|e| classify(format!("Writing the checkpoint of {pipeline}"), e))?;
+        // Whatever COMMIT's outcome, the transaction is over: on a lost connection it may or
+        // may not have committed, and the applier re-reads the checkpoint to find out.
+        self.in_txn = false;
+        self.conn
+            .query_drop("COMMIT")
+            .await
+            .map_err(|e| classify("Committing", e))
+    }
+
+    async fn rollback(&mut self) -> Result<(), StageError> {
+        self.in_txn = false;
+        self.conn
+            .query_drop("ROLLBACK")
+            .await
+            .map_err(|e| classify("Rolling back", e))
+    }
+}

@@ -1,0 +1,389 @@
+//! Statement shapes and batching for [`super::MySqlSink`]: how writes are grouped into
+//! runs, chunked under the protocol's limits, padded to few shapes, and how a server's
+//! answer is matched back to the keys and writes it concerns.
+//!
+//! Everything here is pure, so that the limits (65,535 placeholders, the packet budget),
+//! the ordering rules and the error attribution are unit-tested without a server.
+
+use std::collections::BTreeSet;
+
+use mysql_async::Row;
+use tandem_core::error::StageError;
+use tandem_core::sink::{RowWrite, TargetTable};
+use tandem_core::{ColumnType, Value};
+
+use crate::connect::{classify, is_transient_code, server_advice};
+use crate::types::from_mysql_value;
+
+/// Most placeholders one statement may have (the protocol's 16-bit count).
+const MAX_PLACEHOLDERS: usize = 65_535;
+/// Most rows one statement carries; beyond this the gain is nil and lock sets grow.
+const MAX_ROWS: usize = 1024;
+/// Assumed size of a fixed-width value when budgeting packet size.
+const FIXED_VALUE_BYTES: usize = 16;
+
+/// How many writes from the start of `writes` form one statement: same kind, same updated
+/// columns, and (for updates, whose join picks an arbitrary row for a repeated key) no key
+/// twice.
+pub(super) fn run_len(writes: &[RowWrite]) -> usize {
+    let Some(first) = writes.first() else {
+        return 0;
+    };
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut n = 0;
+    for w in writes {
+        let same = match (first, w) {
+            (RowWrite::Insert { .. }, RowWrite::Insert { .. }) => true,
+            (RowWrite::Delete { .. }, RowWrite::Delete { .. }) => true,
+            (RowWrite::Update { columns: a, .. }, RowWrite::Update { key, columns: b }) => {
+                let same_cols = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0);
+                same_cols && seen.insert(format!("{key:?}"))
+            }
+            _ => false,
+        };
+        if !same {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Split `items` into chunks that respect the placeholder limit, [`MAX_ROWS`] and the
+/// packet budget; yields (offset of the chunk, chunk). A chunk holds at least one item.
+pub(super) fn chunks<T>(
+    items: &[T],
+    width: usize,
+    budget: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<(usize, &[T])> {
+    // Padding rounds a chunk up to a power of two, which must still fit the limits.
+    let by_params = MAX_PLACEHOLDERS / width.max(1);
+    let max_rows = prev_power_of_two(MAX_ROWS.min(by_params).max(1));
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < items.len() && end - start < max_rows {
+            let s = items.get(end).map_or(0, &size);
+            if end > start && bytes + s > budget {
+                break;
+            }
+            bytes += s;
+            end += 1;
+        }
+        out.push((start, items.get(start..end).unwrap_or_default()));
+        start = end;
+    }
+    out
+}
+
+fn prev_power_of_two(n: usize) -> usize {
+    if n.is_power_of_two() {
+        n
+    } else {
+        n.next_power_of_two() / 2
+    }
+}
+
+/// The padded row count for a chunk of `n`.
+pub(super) fn padded(n: usize) -> usize {
+    n.max(1).next_power_of_two()
+}
+
+/// The chunk, then its last item repeated up to `n` items.
+pub(super) fn pad<T>(chunk: &[T], n: usize) -> impl Iterator<Item = &T> {
+    let extra = n.saturating_sub(chunk.len());
+    chunk
+        .iter()
+        .chain(chunk.last().into_iter().cycle().take(extra))
+}
+
+pub(super) fn placeholders(n: usize) -> String {
+    format!("({})", vec!["?"; n].join(", "))
+}
+
+/// `k IN (?, …)` or `(k1, k2) IN ((?, ?), …)` for `n` keys.
+pub(super) fn key_in(key_cols: &[String], n: usize) -> String {
+    if let [k] = key_cols {
+        format!("{k} IN {}", placeholders(n))
+    } else {
+        format!(
+            "({}) IN ({})",
+            key_cols.join(", "),
+            vec![placeholders(key_cols.len()); n].join(", ")
+        )
+    }
+}
+
+/// A MySQL identifier, quoted.
+pub(super) fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+pub(super) fn table_ident(t: &TargetTable) -> String {
+    format!("{}.{}", ident(&t.table.schema), ident(&t.table.name))
+}
+
+pub(super) fn value_size(v: &Value) -> usize {
+    match v {
+        Value::Text(s) | Value::Json(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        Value::Unsupported { text, .. } => text.len(),
+        _ => FIXED_VALUE_BYTES,
+    }
+}
+
+pub(super) fn size_of_values(vs: &[Value]) -> usize {
+    vs.iter().map(value_size).sum()
+}
+
+pub(super) fn decode_row(t: &TargetTable, row: &Row) -> Result<Vec<Value>, StageError> {
+    t.columns
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ty))| {
+            let raw = row.as_ref(i).ok_or_else(|| {
+                StageError::definite(
+                    format!(
+                        "The server returned fewer columns than asked for from {}",
+                        t.table
+                    ),
+                    "report this as a tandem bug with the server version",
+                )
+            })?;
+            from_mysql_value(ty, raw).map_err(|e| {
+                StageError::definite_from(
+                    format!("Reading column {name} of {}", t.table),
+                    "the column's type changed under tandem: run `tandem check` and restart",
+                    e,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Whether a row the server returned answers `requested`: equal by value, or equal as the
+/// server compares keys (text case- and trailing-space-insensitively, as the common `_ci`
+/// collations and PAD SPACE do; `BINARY(n)` zero-padded).
+pub(super) fn key_matches(
+    requested: &[Value],
+    got: &[&Value],
+    columns: &[(String, ColumnType)],
+    key: &[usize],
+) -> bool {
+    requested.len() == got.len()
+        && requested.iter().zip(got).zip(key).all(|((r, g), i)| {
+            if r.same_as(g) {
+                return true;
+            }
+            match (r, g, columns.get(*i).map(|c| &c.1)) {
+                (Value::Text(a), Value::Text(b), _) => {
+                    a.trim_end_matches(' ').to_lowercase() == b.trim_end_matches(' ').to_lowercase()
+                }
+                (Value::Bytes(a), Value::Bytes(b), Some(ColumnType::Bytes { .. })) => {
+                    let strip = |x: &[u8]| x.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
+                    a.get(..strip(a)) == b.get(..strip(b))
+                }
+                _ => false,
+            }
+        })
+}
+
+pub(super) fn check_arity(t: &TargetTable, got: usize, write: usize) -> Result<(), StageError> {
+    if got == t.columns.len() {
+        return Ok(());
+    }
+    Err(StageError::definite(
+        format!(
+            "Write {write} to {} has {got} values for {} columns",
+            t.table,
+            t.columns.len()
+        ),
+        "this is a tandem bug: report it with the mapping",
+    ))
+}
+
+pub(super) fn bad_index(t: &TargetTable, i: usize) -> StageError {
+    StageError::definite(
+        format!(
+            "An update to {} names column #{i}, which the table does not have",
+            t.table
+        ),
+        "this is a tandem bug: report it with the mapping",
+    )
+}
+
+/// A failed write as a [`StageError`]. Data errors name the table, the column (from the
+/// server's message) and which write of the batch failed, so that the applier can park
+/// exactly that row.
+pub(super) fn write_error(
+    t: &TargetTable,
+    doing: &str,
+    first: usize,
+    err: mysql_async::Error,
+) -> StageError {
+    let mysql_async::Error::Server(s) = &err else {
+        return classify(format!("{} {}", capitalise(doing), t.table), err);
+    };
+    if is_transient_code(s.code) {
+        return classify(format!("{} {}", capitalise(doing), t.table), err);
+    }
+    let column = quoted_after(&s.message, "column '");
+    // "at row N" counts rows of the statement, from 1; padding only repeats the last row.
+    let row = s
+        .message
+        .rsplit_once("at row ")
+        .and_then(|(_, n)| n.trim().parse::<usize>().ok())
+        .map(|n| first + n.saturating_sub(1));
+    let mut what = format!("{doing} {}", t.table);
+    if let Some(c) = &column {
+        what.push_str(&format!(" failed on column {c}"));
+    }
+    if let Some(r) = row {
+        what.push_str(&format!(" (write {r} of the batch)"));
+    }
+    what = capitalise(&what);
+    StageError::definite_from(what, server_advice(s.code), err)
+}
+
+fn quoted_after(msg: &str, marker: &str) -> Option<String> {
+    let rest = msg.split_once(marker)?.1;
+    Some(rest.split_once('\'')?.0.to_owned())
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_respect_placeholders_rows_and_bytes() {
+        let items: Vec<usize> = vec![10; 5000];
+        let c = chunks(&items, 100, usize::MAX, |s| *s);
+        // 65535 / 100 = 655 -> 512 rows a chunk, so padding to 1024 is never needed.
+        assert!(c.iter().all(|(_, ch)| ch.len() <= 512));
+        assert_eq!(c.iter().map(|(_, ch)| ch.len()).sum::<usize>(), 5000);
+        let c = chunks(&items, 1, 35, |s| *s);
+        assert!(c.iter().all(|(_, ch)| ch.len() == 3 || ch.len() == 2));
+        let big = vec![1000usize];
+        assert_eq!(
+            chunks(&big, 1, 10, |s| *s).len(),
+            1,
+            "an oversized row still goes alone"
+        );
+    }
+
+    #[test]
+    fn padding_repeats_the_last_item_to_a_power_of_two() {
+        let v = [1, 2, 3];
+        assert_eq!(
+            pad(&v, padded(3)).copied().collect::<Vec<_>>(),
+            vec![1, 2, 3, 3]
+        );
+        assert_eq!(padded(1), 1);
+        assert_eq!(padded(513), 1024);
+    }
+
+    #[test]
+    fn key_lists_and_identifiers_quote_correctly() {
+        assert_eq!(key_in(&["`a`".into()], 2), "`a` IN (?, ?)");
+        assert_eq!(
+            key_in(&["`a`".into(), "`b`".into()], 2),
+            "(`a`, `b`) IN ((?, ?), (?, ?))"
+        );
+        assert_eq!(ident("we`ird"), "`we``ird`");
+    }
+
+    fn table() -> TargetTable {
+        TargetTable {
+            table: tandem_core::TableId::new("db", "t"),
+            columns: vec![
+                (
+                    "id".into(),
+                    ColumnType::Int {
+                        bytes: 4,
+                        unsigned: false,
+                    },
+                ),
+                (
+                    "name".into(),
+                    ColumnType::Text {
+                        max_chars: None,
+                        allows_nul: true,
+                    },
+                ),
+            ],
+            key: vec![0],
+        }
+    }
+
+    #[test]
+    fn runs_split_on_kind_column_set_and_repeated_update_keys() {
+        let ins = RowWrite::Insert {
+            values: vec![Value::Int(1), Value::Null],
+        };
+        let upd = |k| RowWrite::Update {
+            key: vec![Value::Int(k)],
+            columns: vec![(1, Value::Null)],
+        };
+        let del = RowWrite::Delete {
+            key: vec![Value::Int(1)],
+        };
+        assert_eq!(run_len(&[ins.clone(), ins.clone(), del.clone()]), 2);
+        assert_eq!(run_len(&[upd(1), upd(2), upd(1)]), 2);
+        let other = RowWrite::Update {
+            key: vec![Value::Int(3)],
+            columns: vec![(0, Value::Int(9))],
+        };
+        assert_eq!(run_len(&[upd(1), other]), 1);
+        assert_eq!(run_len(&[del.clone(), del]), 2);
+    }
+
+    #[test]
+    fn keys_match_as_the_server_compares_them() {
+        let t = table();
+        let cols = &t.columns;
+        assert!(key_matches(
+            &[Value::UInt(5)],
+            &[&Value::Int(5)],
+            cols,
+            &[0]
+        ));
+        assert!(key_matches(
+            &[Value::Text("Abc ".into())],
+            &[&Value::Text("abc".into())],
+            cols,
+            &[1]
+        ));
+        assert!(!key_matches(
+            &[Value::Int(5)],
+            &[&Value::Int(6)],
+            cols,
+            &[0]
+        ));
+    }
+
+    #[test]
+    fn data_errors_name_column_and_write() {
+        let err = mysql_async::Error::Server(mysql_async::ServerError {
+            code: 1264,
+            message: "Out of range value for column 'qty' at row 3".into(),
+            state: "22003".into(),
+        });
+        let e = write_error(&table(), "inserting into", 10, err);
+        assert_eq!(e.class(), tandem_core::ErrorClass::Definite);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("column qty") && msg.contains("write 12") && msg.contains("db.t"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,585 @@
+//! The MySQL/MariaDB binlog source: a replica dump connection turned into [`SourceEvent`]s.
+//!
+//! A background task reads the dump and sends events into a bounded channel; when the
+//! pipeline falls behind, the channel fills, the task stops reading, and the server's
+//! socket buffer applies backpressure (invariant 6). Transactions are streamed: `Begin` is
+//! sent at the first row of a transaction, each row as soon as its rows event is decoded
+//! (at most one rows event, a few KiB, is held), `Commit` at XID/`COMMIT`.
+//!
+//! Positions: the MariaDB GTID state is kept for every domain and advanced by *every*
+//! event group, including those tandem drops (its own writes, other databases, DDL), so
+//! that `Commit` and `Progress` positions resume exactly after what was read. Resuming
+//! sends the whole state as `@slave_connect_state`.
+//!
+//! Loop prevention (design invariant 2): a transaction is dropped when
+//! - its events carry `LOG_EVENT_SKIP_REPLICATION_F` (0x8000), written by a session with
+//!   `skip_replication=1` — checked client-side always; optionally also filtered by the
+//!   server ([`SourceOptions::server_side_skip`]: the dump session sets
+//!   `skip_replication=1`, as a MariaDB replica with
+//!   `replicate_events_marked_for_skip=FILTER_ON_MASTER` does). Server-side filtering
+//!   hides those transactions' GTIDs, so the state advances at the next visible group
+//!   instead; the default is client-side only;
+//! - its first row belongs to `tandem_apply_marker` (marker mode; the applier writes the
+//!   marker row first in each transaction, so the decision is made before any row of the
+//!   transaction has been sent).
+//! Dropped transactions surface as [`SourceEvent::Progress`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, Row};
+use tandem_core::change::{TxBegin, TxCommit};
+use tandem_core::config::{EndpointConfig, Secret};
+use tandem_core::error::StageError;
+use tandem_core::source::Source;
+use tandem_core::{Change, GtidSet, Position, SourceEvent};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::binlog::catalog_cache::CatalogCache;
+use crate::binlog::events::{self, MariaGtid, Query, QueryKind, Rotate};
+use crate::binlog::rows::RowsEvent;
+use crate::binlog::schema::TableDecoder;
+use crate::binlog::table_map::TableMap;
+use crate::binlog::{event_type as et, BinlogError, EventHeader};
+use crate::connect::{classify, connect};
+
+/// Default interval of server heartbeats on an idle stream.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Default number of events buffered between the reader task and the pipeline.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
+
+/// How the source reads.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// The id this reader registers with; must differ from every server's and replica's.
+    pub server_id: u32,
+    pub heartbeat: Duration,
+    pub channel_capacity: usize,
+    /// Emit changes of these databases only (empty: all). Other groups still advance the
+    /// position.
+    pub databases: Vec<String>,
+    /// Also ask the server to filter `skip_replication` events (see the module docs).
+    pub server_side_skip: bool,
+}
+
+impl SourceOptions {
+    /// Options for an endpoint: its server id and its database.
+    pub fn for_endpoint(ep: &EndpointConfig) -> SourceOptions {
+        SourceOptions {
+            server_id: ep.server_id(),
+            heartbeat: DEFAULT_HEARTBEAT,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            databases: ep.database().into_iter().collect(),
+            server_side_skip: false,
+        }
+    }
+}
+
+/// A running binlog reader.
+pub struct MySqlSource {
+    rx: mpsc::Receiver<Result<SourceEvent, StageError>>,
+    task: JoinHandle<()>,
+    acknowledged: Option<Position>,
+}
+
+impl MySqlSource {
+    /// Connect and start streaming after `from` (a [`Position::MySqlGtid`] state or a
+    /// [`Position::MySqlFile`] offset, as a snapshot or a checkpoint gave it).
+    pub async fn start(
+        ep: &EndpointConfig,
+        password: Option<&Secret>,
+        from: &Position,
+        opts: SourceOptions,
+    ) -> Result<MySqlSource, StageError> {
+        let mut dump = connect(ep, password).await?;
+        let schema_conn = connect(ep, password).await?;
+        let checksum: Option<String> = dump
+            .query_first("SELECT @@global.binlog_checksum")
+            .await
+            .map_err(|e| classify("Reading binlog_checksum", e))?;
+        let checksum_on = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
+        let heartbeat_ns = opts.heartbeat.as_nanos().max(1_000_000);
+        let mut setup = vec![
+            // Without it MariaDB replaces GTID events by BEGIN queries.
+            "SET @mariadb_slave_capability = 4".to_owned(),
+            "SET @master_binlog_checksum = @@global.binlog_checksum".to_owned(),
+            format!("SET @master_heartbeat_period = {heartbeat_ns}"),
+        ];
+        if opts.server_side_skip {
+            setup.push("SET skip_replication = 1".to_owned());
+        }
+        let (mut state, request) = match from {
+            Position::MySqlGtid { gtid, file, pos } => {
+                let text = gtid.to_string();
+                if !text.chars().all(|c| c.is_ascii_digit() || c == '-' || c == ',') {
+                    return Err(StageError::definite(
+                        format!("GTID state {text:?} is not a MariaDB GTID state"),
+                        "resume from a MariaDB checkpoint or re-snapshot",
+                    ));
+                }
+                setup.push(format!("SET @slave_connect_state = '{text}'"));
+                let st = StreamState::new(Some(gtid.clone()), file.clone().unwrap_or_default(), pos.unwrap_or(4));
+                (st, BinlogStreamRequest::new(opts.server_id))
+            }
+            Position::MySqlFile { file, pos } => {
+                let st = StreamState::new(None, file.clone(), *pos);
+                let req = BinlogStreamRequest::new(opts.server_id)
+                    .with_filename(file.as_bytes())
+                    .with_pos(*pos);
+                (st, req)
+            }
+            Position::PgLsn { .. } => {
+                return Err(StageError::definite(
+                    "A PostgreSQL position cannot start a MySQL binlog reader",
+                    "check the checkpoint table of this direction",
+                ))
+            }
+        };
+        for q in &setup {
+            dump.query_drop(q.as_str()).await.map_err(|e| classify(format!("Preparing the binlog dump ({q})"), e))?;
+        }
+        state.checksum_in_fake_rotate = checksum_on;
+        // The request borrows the file name; the stream owns the connection afterwards.
+        let stream = dump.get_binlog_stream(request).await.map_err(|e| dump_error(e))?;
+        let (tx, rx) = mpsc::channel(opts.channel_capacity.max(1));
+        let reader = Reader {
+            state,
+            opts,
+            schema_conn,
+            catalog: CatalogCache::default(),
+            tables: HashMap::new(),
+            out: tx,
+        };
+        let task = tokio::spawn(reader.run(stream));
+        Ok(MySqlSource { rx, task, acknowledged: None })
+    }
+
+    /// The last position acknowledged by the pipeline.
+    pub fn acknowledged(&self) -> Option<&Position> {
+        self.acknowledged.as_ref()
+    }
+}
+
+fn dump_error(e: mysql_async::Error) -> StageError {
+    match &e {
+        mysql_async::Error::Server(s) if s.code == 1236 => StageError::definite_from(
+            "The server can no longer send the binlog from tandem's resume position",
+            "the binlog files holding that position were purged (or the GTID state is not in \
+             the server's binlog): re-snapshot the mapped tables, and keep binlogs longer \
+             (binlog_expire_logs_seconds) than tandem may be stopped",
+            e,
+        ),
+        mysql_async::Error::Server(s) if s.code == 1047 || s.code == 1227 || s.code == 1045 => {
+            StageError::definite_from(
+                "The server refused the binlog dump",
+                "grant REPLICATION SLAVE to tandem's user and check the server is a MariaDB or MySQL with a binlog",
+                e,
+            )
+        }
+        _ => classify("Reading the binlog", e),
+    }
+}
+
+#[async_trait]
+impl Source for MySqlSource {
+    /// Cancel-safe: an event is either returned or stays in the channel.
+    async fn next_event(&mut self) -> Result<SourceEvent, StageError> {
+        match self.rx.recv().await {
+            Some(ev) => ev,
+            None => Err(StageError::Transient {
+                what: "The binlog reader stopped".into(),
+                source: None,
+            }),
+        }
+    }
+
+    /// The server keeps binlogs by age, not by replica progress: nothing to tell it.
+    async fn acknowledge(&mut self, position: &Position) -> Result<(), StageError> {
+        self.acknowledged = Some(position.clone());
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> Result<(), StageError> {
+        self.task.abort();
+        Ok(())
+    }
+}
+
+impl Drop for MySqlSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Position bookkeeping of the stream.
+#[derive(Debug)]
+struct StreamState {
+    gtid: Option<GtidSet>,
+    file: String,
+    pos: u64,
+    seen_fde: bool,
+    checksum_in_fake_rotate: bool,
+    /// Position last reported by a `Commit` or `Progress`.
+    reported: Option<Position>,
+}
+
+impl StreamState {
+    fn new(gtid: Option<GtidSet>, file: String, pos: u64) -> Self {
+        StreamState { gtid, file, pos, seen_fde: false, checksum_in_fake_rotate: false, reported: None }
+    }
+
+    fn position(&self) -> Position {
+        match &self.gtid {
+            Some(g) => Position::MySqlGtid { gtid: g.clone(), file: Some(self.file.clone()), pos: Some(self.pos) },
+            None => Position::MySqlFile { file: self.file.clone(), pos: self.pos },
+        }
+    }
+}
+
+/// The transaction being read.
+#[derive(Debug, Default)]
+struct OpenTx {
+    gtid: Option<(u32, u32, u64)>,
+    standalone: bool,
+    /// Own (skip_replication or marker) transaction: read to its end, emit nothing.
+    dropped: bool,
+    begun: bool,
+    start_time: Option<DateTime<Utc>>,
+}
+
+/// A table id's decoder and the TABLE_MAP bytes it was built from.
+struct CachedTable {
+    raw: Vec<u8>,
+    decoder: Option<Arc<TableDecoder>>,
+}
+
+struct Reader {
+    state: StreamState,
+    opts: SourceOptions,
+    schema_conn: Conn,
+    catalog: CatalogCache,
+    tables: HashMap<u64, CachedTable>,
+    out: mpsc::Sender<Result<SourceEvent, StageError>>,
+}
+
+/// Why the read loop ended.
+enum Stop {
+    /// The pipeline dropped the source.
+    Closed,
+    Error(StageError),
+}
+
+impl From<StageError> for Stop {
+    fn from(e: StageError) -> Self {
+        Stop::Error(e)
+    }
+}
+
+fn binlog_error(e: BinlogError) -> StageError {
+    match e {
+        BinlogError::Compressed { .. } | BinlogError::Encrypted => {
+            StageError::definite(e.to_string(), "see the message for the server setting to change")
+        }
+        other => StageError::definite_from(
+            "A binlog event could not be decoded",
+            "report it with the event position; tandem stops rather than skip a change",
+            other,
+        ),
+    }
+}
+
+impl Reader {
+    async fn run(mut self, mut stream: mysql_async::BinlogStream) {
+        let mut tx: Option<OpenTx> = None;
+        loop {
+            let item = stream.next().await;
+            let result = match item {
+                None => Err(Stop::Error(StageError::Transient {
+                    what: "The server ended the binlog dump".into(),
+                    source: None,
+                })),
+                Some(Err(e)) => Err(Stop::Error(dump_error(e))),
+                Some(Ok(event)) => self.handle(&event, &mut tx).await,
+            };
+            match result {
+                Ok(()) => {}
+                Err(Stop::Closed) => return,
+                Err(Stop::Error(e)) => {
+                    let _ = self.out.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn send(&self, ev: SourceEvent) -> Result<(), Stop> {
+        self.out.send(Ok(ev)).await.map_err(|_| Stop::Closed)
+    }
+
+    async fn progress(&mut self, at: DateTime<Utc>) -> Result<(), Stop> {
+        let position = self.state.position();
+        if self.state.reported.as_ref() == Some(&position) {
+            return Ok(());
+        }
+        self.state.reported = Some(position.clone());
+        self.send(SourceEvent::Progress { position, at }).await
+    }
+
+    /// End of a group: record its GTID, then `Commit` or `Progress`.
+    async fn finish(&mut self, tx: Option<OpenTx>, at: DateTime<Utc>) -> Result<(), Stop> {
+        let Some(tx) = tx else {
+            return self.progress(at).await;
+        };
+        if let Some((domain, server, seq)) = tx.gtid {
+            let g = self.state.gtid.get_or_insert_with(GtidSet::mariadb);
+            g.record_mariadb(domain, server, seq).map_err(|e| {
+                StageError::definite_from("Recording a MariaDB GTID", "resume from a MariaDB position", e)
+            })?;
+        }
+        if tx.begun && !tx.dropped {
+            let position = self.state.position();
+            self.state.reported = Some(position.clone());
+            self.send(SourceEvent::Commit(TxCommit { position, commit_time: at })).await
+        } else {
+            self.progress(at).await
+        }
+    }
+
+    async fn handle(&mut self, event: &mysql_common::binlog::events::Event, tx: &mut Option<OpenTx>) -> Result<(), Stop> {
+        let header = EventHeader::from_mysql_common(&event.header());
+        let data = event.data();
+        let at = crate::types::utc_from_epoch(i64::from(header.timestamp), 0).unwrap_or_else(Utc::now);
+        events::check_decodable(header.type_code).map_err(binlog_error)?;
+        if header.log_pos != 0 {
+            self.state.pos = u64::from(header.log_pos);
+        }
+        match header.type_code {
+            et::FORMAT_DESCRIPTION => self.state.seen_fde = true,
+            et::ROTATE => {
+                let fake = !self.state.seen_fde && self.state.checksum_in_fake_rotate;
+                let r = Rotate::parse(data, fake).map_err(binlog_error)?;
+                self.state.file = r.file;
+                self.state.pos = r.pos;
+                // A new file starts with a new FORMAT_DESCRIPTION; table ids restart.
+                self.tables.clear();
+            }
+            et::HEARTBEAT => {
+                if tx.is_none() {
+                    self.progress(Utc::now()).await?;
+                }
+            }
+            et::MARIADB_GTID => {
+                let g = MariaGtid::parse(data).map_err(binlog_error)?;
+                *tx = Some(OpenTx {
+                    gtid: Some((g.domain, header.server_id, g.seq)),
+                    standalone: g.standalone(),
+                    dropped: header.skip_replication(),
+                    begun: false,
+                    start_time: Some(at),
+                });
+            }
+            et::MARIADB_GTID_LIST => {
+                let list = events::parse_gtid_list(data).map_err(binlog_error)?;
+                let g = self.state.gtid.get_or_insert_with(GtidSet::mariadb);
+                if let GtidSet::MariaDb(map) = g {
+                    for e in list {
+                        let newer = map.get(&e.domain).is_none_or(|&(_, seq)| seq < e.seq);
+                        if newer {
+                            map.insert(e.domain, (e.server, e.seq));
+                        }
+                    }
+                }
+            }
+            et::QUERY => {
+                let q = Query::parse(data).map_err(binlog_error)?;
+                match q.kind() {
+                    QueryKind::Begin => {
+                        if tx.is_none() {
+                            *tx = Some(OpenTx { start_time: Some(at), ..OpenTx::default() });
+                        }
+                    }
+                    QueryKind::Commit | QueryKind::Rollback => {
+                        let t = tx.take();
+                        self.finish(t, at).await?;
+                    }
+                    QueryKind::Other => {}
+                    QueryKind::Ddl => {
+                        // Cached schemas may be stale now.
+                        self.catalog.invalidate();
+                        self.tables.clear();
+                        let standalone = tx.as_ref().is_none_or(|t| t.standalone);
+                        if standalone {
+                            let t = tx.take();
+                            self.finish(t, at).await?;
+                        }
+                    }
+                }
+            }
+            et::XID => {
+                let t = tx.take();
+                self.finish(t, at).await?;
+            }
+            et::TABLE_MAP => self.table_map(data).await?,
+            et::WRITE_ROWS_V1
+            | et::UPDATE_ROWS_V1
+            | et::DELETE_ROWS_V1
+            | et::WRITE_ROWS_V2
+            | et::UPDATE_ROWS_V2
+            | et::DELETE_ROWS_V2 => {
+                let open = tx.get_or_insert_with(|| OpenTx { start_time: Some(at), ..OpenTx::default() });
+                if header.skip_replication() {
+                    open.dropped = true;
+                }
+                if open.dropped {
+                    return Ok(());
+                }
+                let rows = RowsEvent::parse(header.type_code, data).map_err(binlog_error)?;
+                let Some(cached) = self.tables.get(&rows.table_id) else {
+                    return Err(binlog_error(BinlogError::UnknownTable { table_id: rows.table_id }).into());
+                };
+                let Some(decoder) = cached.decoder.clone() else {
+                    return Ok(()); // a table of a database this source does not read
+                };
+                if decoder.is_marker {
+                    if open.begun {
+                        return Err(StageError::definite(
+                            format!(
+                                "A tandem marker row in {} came after other rows of its transaction",
+                                decoder.schema.table
+                            ),
+                            "the applier must write the marker row first; check that only tandem writes tandem_apply_marker",
+                        )
+                        .into());
+                    }
+                    open.dropped = true;
+                    return Ok(());
+                }
+                let mut changes = Vec::new();
+                decoder
+                    .decode_rows(&rows, |row| changes.push(row))
+                    .map_err(binlog_error)?;
+                if !open.begun {
+                    open.begun = true;
+                    let origin = open.gtid.map(|(d, s, _)| format!("{d}-{s}"));
+                    let begin = TxBegin { commit_time: open.start_time, origin };
+                    self.send(SourceEvent::Begin(begin)).await?;
+                }
+                for row in changes {
+                    self.send(SourceEvent::Change(Change { table: decoder.schema.clone(), row })).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn table_map(&mut self, data: &[u8]) -> Result<(), Stop> {
+        let map = TableMap::parse(data).map_err(binlog_error)?;
+        if let Some(c) = self.tables.get(&map.table_id) {
+            if c.raw == data {
+                return Ok(());
+            }
+        }
+        let wanted = self.opts.databases.is_empty() || self.opts.databases.iter().any(|d| d == &map.schema);
+        let decoder = if wanted {
+            let cols = self.catalog.get(&mut self.schema_conn, &map.schema, &map.table).await?;
+            Some(Arc::new(TableDecoder::new(&map, Some(&cols)).map_err(binlog_error)?))
+        } else {
+            None
+        };
+        self.tables.insert(map.table_id, CachedTable { raw: data.to_vec(), decoder });
+        Ok(())
+    }
+}
+
+/// How far the server's binlog is ahead of a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinlogLag {
+    /// Bytes of binlog written after `applied` (None when the position names no file).
+    pub bytes_behind: Option<u64>,
+    /// Binlog files after the applied one.
+    pub files_behind: Option<u64>,
+    pub server_file: String,
+    pub server_pos: u64,
+}
+
+/// Lag of `applied` behind the server's current binlog position (`SHOW MASTER STATUS`,
+/// `SHOW BINARY LOGS`; needs BINLOG MONITOR / REPLICATION CLIENT).
+pub async fn lag(conn: &mut Conn, applied: &Position) -> Result<BinlogLag, StageError> {
+    let status: Option<Row> = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .map_err(|e| classify("Reading SHOW MASTER STATUS", e))?;
+    let Some(status) = status else {
+        return Err(StageError::definite(
+            "The server writes no binlog (SHOW MASTER STATUS is empty)",
+            "enable the binlog: log_bin, binlog_format=ROW",
+        ));
+    };
+    let server_file: String = status.get_opt(0).and_then(Result::ok).unwrap_or_default();
+    let server_pos: u64 = status.get_opt(1).and_then(Result::ok).unwrap_or(0);
+    let logs: Vec<Row> = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .map_err(|e| classify("Reading SHOW BINARY LOGS", e))?;
+    let logs: Vec<(String, u64)> = logs
+        .into_iter()
+        .map(|r| {
+            (
+                r.get_opt::<String, _>(0).and_then(Result::ok).unwrap_or_default(),
+                r.get_opt::<u64, _>(1).and_then(Result::ok).unwrap_or(0),
+            )
+        })
+        .collect();
+    let (file, pos) = match applied {
+        Position::MySqlGtid { file: Some(f), pos: Some(p), .. } => (f.clone(), *p),
+        Position::MySqlFile { file, pos } => (file.clone(), *pos),
+        _ => return Ok(BinlogLag { bytes_behind: None, files_behind: None, server_file, server_pos }),
+    };
+    Ok(BinlogLag {
+        bytes_behind: bytes_between(&logs, &file, pos, &server_file, server_pos),
+        files_behind: logs
+            .iter()
+            .position(|(f, _)| *f == file)
+            .zip(logs.iter().position(|(f, _)| *f == server_file))
+            .map(|(a, b)| u64::try_from(b.saturating_sub(a)).unwrap_or(0)),
+        server_file,
+        server_pos,
+    })
+}
+
+/// Bytes from `(file, pos)` to `(end_file, end_pos)` over the server's binlog list.
+fn bytes_between(logs: &[(String, u64)], file: &str, pos: u64, end_file: &str, end_pos: u64) -> Option<u64> {
+    if file == end_file {
+        return Some(end_pos.saturating_sub(pos));
+    }
+    let start = logs.iter().position(|(f, _)| f == file)?;
+    let end = logs.iter().position(|(f, _)| f == end_file)?;
+    if end < start {
+        return Some(0);
+    }
+    let mut total = logs.get(start)?.1.saturating_sub(pos);
+    for (_, size) in logs.get(start + 1..end)? {
+        total = total.saturating_add(*size);
+    }
+    Some(total.saturating_add(end_pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_counts_bytes_across_files() {
+        let logs = vec![("b.000001".to_owned(), 1000), ("b.000002".to_owned(), 500), ("b.000003".to_owned(), 300)];
+        assert_eq!(bytes_between(&logs, "b.000003", 100, "b.000003", 300), Some(200));
+        assert_eq!(bytes_between(&logs, "b.000001", 900, "b.000003", 200), Some(100 + 500 + 200));
+        assert_eq!(bytes_between(&logs, "b.000000", 4, "b.000003", 200), None);
+    }
+}
