@@ -315,6 +315,14 @@ impl Applier {
                         Some(cp) => cp.try_cmp(&position).is_ok_and(|o| o.is_lt()),
                         None => true,
                     };
+                    if !in_tx && self.group_txs == 0 {
+                        // Caught up: the source has nothing older waiting.
+                        let lag = (Utc::now() - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                        let lag = lag.max(0.0);
+                        metrics::gauge!(telemetry::LAG_SECONDS, "direction" => self.settings.pipeline.clone()).set(lag);
+                        let p = self.settings.pipeline.clone();
+                        self.status.update(&p, |s| s.lag_seconds = Some(lag));
+                    }
                     if due && ahead && !in_tx {
                         self.ensure_open().await?;
                         self.group_last = Some((position, at));

@@ -7,12 +7,14 @@
 //! canonical model, identically for the snapshot (text protocol) and the stream (binlog).
 //! Writing side: connection set-up, catalog, sink, checks and DDL helpers.
 
-pub mod types;
+pub mod admin;
+pub mod binlog;
 pub mod catalog;
+pub mod checks;
 pub mod connect;
 pub mod ddl;
 pub mod sink;
-pub mod checks;
-pub mod binlog;
-pub mod source;
 pub mod snapshot;
+pub mod source;
+pub mod types;
+pub mod verify;

@@ -35,6 +35,15 @@ pub struct Snapshot {
     pub position: Position,
 }
 
+/// The copy of one table in progress (see [`Snapshot::open_table`]).
+pub struct TableCopy {
+    pub schema: Arc<TableSchema>,
+    pub progress: SnapshotProgress,
+    first_sql: String,
+    next_sql: String,
+    done: bool,
+}
+
 /// How far a table copy has got.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotProgress {
@@ -63,15 +72,25 @@ impl Snapshot {
             .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
             .await
             .map_err(|e| classify("Reading the snapshot's binlog position", e))?;
-        let get = |name: &str| status.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-        let (Some(file), Some(pos)) = (get("binlog_snapshot_file"), get("binlog_snapshot_position")) else {
+        let get = |name: &str| {
+            status
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let (Some(file), Some(pos)) =
+            (get("binlog_snapshot_file"), get("binlog_snapshot_position"))
+        else {
             return Err(StageError::definite(
                 "The server reports no binlog_snapshot_file/position",
                 "tandem's snapshot needs MariaDB with the binlog enabled (log_bin)",
             ));
         };
         let pos: u64 = pos.parse().map_err(|_| {
-            StageError::definite(format!("binlog_snapshot_position {pos:?} is not a number"), "report this as a tandem bug")
+            StageError::definite(
+                format!("binlog_snapshot_position {pos:?} is not a number"),
+                "report this as a tandem bug",
+            )
         })?;
         if file.is_empty() {
             return Err(StageError::definite(
@@ -84,22 +103,23 @@ impl Snapshot {
             .await
             .map_err(|e| classify("Reading BINLOG_GTID_POS", e))?;
         let position = match gtid.map(|g| GtidSet::parse(&g)) {
-            Some(Ok(gtid)) => Position::MySqlGtid { gtid, file: Some(file), pos: Some(pos) },
+            Some(Ok(gtid)) => Position::MySqlGtid {
+                gtid,
+                file: Some(file),
+                pos: Some(pos),
+            },
             _ => Position::MySqlFile { file, pos },
         };
         Ok(Snapshot { conn, position })
     }
 
-    /// Copy one table in key order, `chunk_rows` at a time, handing each chunk to
-    /// `on_chunk` with the progress after it. With `resume_after`, start after that key.
-    pub async fn read_table(
+    /// Prepare the copy of one table in key order, starting after `resume_after` if given.
+    pub async fn open_table(
         &mut self,
         schema: &str,
         table: &str,
-        chunk_rows: usize,
         resume_after: Option<Vec<Value>>,
-        mut on_chunk: impl FnMut(&Arc<TableSchema>, Vec<Row>, &SnapshotProgress),
-    ) -> Result<SnapshotProgress, StageError> {
+    ) -> Result<TableCopy, StageError> {
         let cols = load_table_columns(&mut self.conn, schema, table).await?;
         if cols.is_empty() {
             return Err(StageError::definite(
@@ -123,57 +143,109 @@ impl Snapshot {
             .await
             .map_err(|e| classify("Reading the table's row estimate", e))?;
         let col_list: Vec<String> = cols.iter().map(|c| quote(&c.name)).collect();
-        let key_cols: Vec<String> = table_schema.key.iter().filter_map(|&k| cols.get(k)).map(|c| quote(&c.name)).collect();
+        let key_cols: Vec<String> = table_schema
+            .key
+            .iter()
+            .filter_map(|&k| cols.get(k))
+            .map(|c| quote(&c.name))
+            .collect();
         let key_tuple = format!("({})", key_cols.join(", "));
         let placeholders = format!("({})", vec!["?"; key_cols.len()].join(", "));
-        let from = format!("SELECT {} FROM {}.{}", col_list.join(", "), quote(schema), quote(table));
-        let first_sql = format!("{from} ORDER BY {} LIMIT {chunk_rows}", key_cols.join(", "));
-        let next_sql = format!(
-            "{from} WHERE {key_tuple} > {placeholders} ORDER BY {} LIMIT {chunk_rows}",
-            key_cols.join(", ")
+        let from = format!(
+            "SELECT {} FROM {}.{}",
+            col_list.join(", "),
+            quote(schema),
+            quote(table)
         );
-        let mut progress = SnapshotProgress {
-            table: table_schema.table.clone(),
-            rows: 0,
-            estimated_total: estimated_total.unwrap_or(0),
-            last_key: resume_after,
-        };
+        Ok(TableCopy {
+            first_sql: format!("{from} ORDER BY {} LIMIT ", key_cols.join(", ")),
+            next_sql: format!(
+                "{from} WHERE {key_tuple} > {placeholders} ORDER BY {} LIMIT ",
+                key_cols.join(", ")
+            ),
+            progress: SnapshotProgress {
+                table: table_schema.table.clone(),
+                rows: 0,
+                estimated_total: estimated_total.unwrap_or(0),
+                last_key: resume_after,
+            },
+            schema: table_schema,
+            done: false,
+        })
+    }
+
+    /// The next chunk of at most `chunk_rows` rows of `copy`, `None` once it is done.
+    pub async fn next_chunk(
+        &mut self,
+        copy: &mut TableCopy,
+        chunk_rows: usize,
+    ) -> Result<Option<Vec<Row>>, StageError> {
+        if copy.done {
+            return Ok(None);
+        }
         let chunk_rows = chunk_rows.max(1);
-        loop {
-            let rows: Vec<MyRow> = match &progress.last_key {
-                None => self.conn.exec(first_sql.as_str(), ()).await,
-                Some(key) => {
-                    let params: Vec<mysql_async::Value> = key.iter().map(to_mysql_value).collect();
-                    self.conn.exec(next_sql.as_str(), params).await
-                }
+        let rows: Vec<MyRow> = match &copy.progress.last_key {
+            None => {
+                self.conn
+                    .exec(format!("{}{chunk_rows}", copy.first_sql), ())
+                    .await
             }
-            .map_err(|e| classify(format!("Reading {schema}.{table}"), e))?;
-            let n = rows.len();
-            let mut out = Vec::with_capacity(n);
-            for row in rows {
-                out.push(decode_row(&table_schema, &row)?);
-            }
-            if let Some(last) = out.last() {
-                let key: Vec<Value> = table_schema
-                    .key
-                    .iter()
-                    .map(|&k| last.get(k).and_then(|c| c.value().cloned()).unwrap_or(Value::Null))
-                    .collect();
-                progress.last_key = Some(key);
-            }
-            progress.rows += u64::try_from(n).unwrap_or(0);
-            if n > 0 {
-                on_chunk(&table_schema, out, &progress);
-            }
-            if n < chunk_rows {
-                return Ok(progress);
+            Some(key) => {
+                let params: Vec<mysql_async::Value> = key.iter().map(to_mysql_value).collect();
+                self.conn
+                    .exec(format!("{}{chunk_rows}", copy.next_sql), params)
+                    .await
             }
         }
+        .map_err(|e| classify(format!("Reading {}", copy.progress.table), e))?;
+        let n = rows.len();
+        let mut out = Vec::with_capacity(n);
+        for row in rows {
+            out.push(decode_row(&copy.schema, &row)?);
+        }
+        if let Some(last) = out.last() {
+            let key: Vec<Value> = copy
+                .schema
+                .key
+                .iter()
+                .map(|&k| {
+                    last.get(k)
+                        .and_then(|c| c.value().cloned())
+                        .unwrap_or(Value::Null)
+                })
+                .collect();
+            copy.progress.last_key = Some(key);
+        }
+        copy.progress.rows += u64::try_from(n).unwrap_or(0);
+        if n < chunk_rows {
+            copy.done = true;
+        }
+        Ok((n > 0).then_some(out))
+    }
+
+    /// Copy one table in key order, `chunk_rows` at a time, handing each chunk to
+    /// `on_chunk` with the progress after it. With `resume_after`, start after that key.
+    pub async fn read_table(
+        &mut self,
+        schema: &str,
+        table: &str,
+        chunk_rows: usize,
+        resume_after: Option<Vec<Value>>,
+        mut on_chunk: impl FnMut(&Arc<TableSchema>, Vec<Row>, &SnapshotProgress),
+    ) -> Result<SnapshotProgress, StageError> {
+        let mut copy = self.open_table(schema, table, resume_after).await?;
+        while let Some(rows) = self.next_chunk(&mut copy, chunk_rows).await? {
+            on_chunk(&copy.schema, rows, &copy.progress);
+        }
+        Ok(copy.progress)
     }
 
     /// End the snapshot transaction and give the connection back.
     pub async fn finish(mut self) -> Result<Conn, StageError> {
-        self.conn.query_drop("COMMIT").await.map_err(|e| classify("Ending the snapshot", e))?;
+        self.conn
+            .query_drop("COMMIT")
+            .await
+            .map_err(|e| classify("Ending the snapshot", e))?;
         Ok(self.conn)
     }
 }
@@ -191,7 +263,12 @@ pub fn table_schema(schema: &str, table: &str, cols: &[CatalogColumn]) -> TableS
                 nullable: c.nullable,
             })
             .collect(),
-        key: cols.iter().enumerate().filter(|(_, c)| c.in_primary_key).map(|(i, _)| i).collect(),
+        key: cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.in_primary_key)
+            .map(|(i, _)| i)
+            .collect(),
     }
 }
 
@@ -201,7 +278,10 @@ fn decode_row(schema: &TableSchema, row: &MyRow) -> Result<Row, StageError> {
         let raw = row.as_ref(i).unwrap_or(&mysql_async::Value::NULL);
         let v = from_mysql_value(&col.column_type, raw).map_err(|e| {
             StageError::definite_from(
-                format!("Column {} of {} could not be decoded", col.name, schema.table),
+                format!(
+                    "Column {} of {} could not be decoded",
+                    col.name, schema.table
+                ),
                 "report this as a tandem bug with the column type",
                 e,
             )

@@ -22,6 +22,7 @@
 //! - its first row belongs to `tandem_apply_marker` (marker mode; the applier writes the
 //!   marker row first in each transaction, so the decision is made before any row of the
 //!   transaction has been sent).
+//!
 //! Dropped transactions surface as [`SourceEvent::Progress`].
 
 use std::collections::HashMap;
@@ -117,14 +118,21 @@ impl MySqlSource {
         let (mut state, request) = match from {
             Position::MySqlGtid { gtid, file, pos } => {
                 let text = gtid.to_string();
-                if !text.chars().all(|c| c.is_ascii_digit() || c == '-' || c == ',') {
+                if !text
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '-' || c == ',')
+                {
                     return Err(StageError::definite(
                         format!("GTID state {text:?} is not a MariaDB GTID state"),
                         "resume from a MariaDB checkpoint or re-snapshot",
                     ));
                 }
                 setup.push(format!("SET @slave_connect_state = '{text}'"));
-                let st = StreamState::new(Some(gtid.clone()), file.clone().unwrap_or_default(), pos.unwrap_or(4));
+                let st = StreamState::new(
+                    Some(gtid.clone()),
+                    file.clone().unwrap_or_default(),
+                    pos.unwrap_or(4),
+                );
                 (st, BinlogStreamRequest::new(opts.server_id))
             }
             Position::MySqlFile { file, pos } => {
@@ -142,11 +150,13 @@ impl MySqlSource {
             }
         };
         for q in &setup {
-            dump.query_drop(q.as_str()).await.map_err(|e| classify(format!("Preparing the binlog dump ({q})"), e))?;
+            dump.query_drop(q.as_str())
+                .await
+                .map_err(|e| classify(format!("Preparing the binlog dump ({q})"), e))?;
         }
         state.checksum_in_fake_rotate = checksum_on;
         // The request borrows the file name; the stream owns the connection afterwards.
-        let stream = dump.get_binlog_stream(request).await.map_err(|e| dump_error(e))?;
+        let stream = dump.get_binlog_stream(request).await.map_err(dump_error)?;
         let (tx, rx) = mpsc::channel(opts.channel_capacity.max(1));
         let reader = Reader {
             state,
@@ -157,7 +167,11 @@ impl MySqlSource {
             out: tx,
         };
         let task = tokio::spawn(reader.run(stream));
-        Ok(MySqlSource { rx, task, acknowledged: None })
+        Ok(MySqlSource {
+            rx,
+            task,
+            acknowledged: None,
+        })
     }
 
     /// The last position acknowledged by the pipeline.
@@ -231,13 +245,27 @@ struct StreamState {
 
 impl StreamState {
     fn new(gtid: Option<GtidSet>, file: String, pos: u64) -> Self {
-        StreamState { gtid, file, pos, seen_fde: false, checksum_in_fake_rotate: false, reported: None }
+        StreamState {
+            gtid,
+            file,
+            pos,
+            seen_fde: false,
+            checksum_in_fake_rotate: false,
+            reported: None,
+        }
     }
 
     fn position(&self) -> Position {
         match &self.gtid {
-            Some(g) => Position::MySqlGtid { gtid: g.clone(), file: Some(self.file.clone()), pos: Some(self.pos) },
-            None => Position::MySqlFile { file: self.file.clone(), pos: self.pos },
+            Some(g) => Position::MySqlGtid {
+                gtid: g.clone(),
+                file: Some(self.file.clone()),
+                pos: Some(self.pos),
+            },
+            None => Position::MySqlFile {
+                file: self.file.clone(),
+                pos: self.pos,
+            },
         }
     }
 }
@@ -283,9 +311,10 @@ impl From<StageError> for Stop {
 
 fn binlog_error(e: BinlogError) -> StageError {
     match e {
-        BinlogError::Compressed { .. } | BinlogError::Encrypted => {
-            StageError::definite(e.to_string(), "see the message for the server setting to change")
-        }
+        BinlogError::Compressed { .. } | BinlogError::Encrypted => StageError::definite(
+            e.to_string(),
+            "see the message for the server setting to change",
+        ),
         other => StageError::definite_from(
             "A binlog event could not be decoded",
             "report it with the event position; tandem stops rather than skip a change",
@@ -339,22 +368,35 @@ impl Reader {
         if let Some((domain, server, seq)) = tx.gtid {
             let g = self.state.gtid.get_or_insert_with(GtidSet::mariadb);
             g.record_mariadb(domain, server, seq).map_err(|e| {
-                StageError::definite_from("Recording a MariaDB GTID", "resume from a MariaDB position", e)
+                StageError::definite_from(
+                    "Recording a MariaDB GTID",
+                    "resume from a MariaDB position",
+                    e,
+                )
             })?;
         }
         if tx.begun && !tx.dropped {
             let position = self.state.position();
             self.state.reported = Some(position.clone());
-            self.send(SourceEvent::Commit(TxCommit { position, commit_time: at })).await
+            self.send(SourceEvent::Commit(TxCommit {
+                position,
+                commit_time: at,
+            }))
+            .await
         } else {
             self.progress(at).await
         }
     }
 
-    async fn handle(&mut self, event: &mysql_common::binlog::events::Event, tx: &mut Option<OpenTx>) -> Result<(), Stop> {
+    async fn handle(
+        &mut self,
+        event: &mysql_common::binlog::events::Event,
+        tx: &mut Option<OpenTx>,
+    ) -> Result<(), Stop> {
         let header = EventHeader::from_mysql_common(&event.header());
         let data = event.data();
-        let at = crate::types::utc_from_epoch(i64::from(header.timestamp), 0).unwrap_or_else(Utc::now);
+        let at =
+            crate::types::utc_from_epoch(i64::from(header.timestamp), 0).unwrap_or_else(Utc::now);
         events::check_decodable(header.type_code).map_err(binlog_error)?;
         if header.log_pos != 0 {
             self.state.pos = u64::from(header.log_pos);
@@ -369,11 +411,7 @@ impl Reader {
                 // A new file starts with a new FORMAT_DESCRIPTION; table ids restart.
                 self.tables.clear();
             }
-            et::HEARTBEAT => {
-                if tx.is_none() {
-                    self.progress(Utc::now()).await?;
-                }
-            }
+            et::HEARTBEAT if tx.is_none() => self.progress(Utc::now()).await?,
             et::MARIADB_GTID => {
                 let g = MariaGtid::parse(data).map_err(binlog_error)?;
                 *tx = Some(OpenTx {
@@ -401,7 +439,10 @@ impl Reader {
                 match q.kind() {
                     QueryKind::Begin => {
                         if tx.is_none() {
-                            *tx = Some(OpenTx { start_time: Some(at), ..OpenTx::default() });
+                            *tx = Some(OpenTx {
+                                start_time: Some(at),
+                                ..OpenTx::default()
+                            });
                         }
                     }
                     QueryKind::Commit | QueryKind::Rollback => {
@@ -432,7 +473,10 @@ impl Reader {
             | et::WRITE_ROWS_V2
             | et::UPDATE_ROWS_V2
             | et::DELETE_ROWS_V2 => {
-                let open = tx.get_or_insert_with(|| OpenTx { start_time: Some(at), ..OpenTx::default() });
+                let open = tx.get_or_insert_with(|| OpenTx {
+                    start_time: Some(at),
+                    ..OpenTx::default()
+                });
                 if header.skip_replication() {
                     open.dropped = true;
                 }
@@ -441,7 +485,10 @@ impl Reader {
                 }
                 let rows = RowsEvent::parse(header.type_code, data).map_err(binlog_error)?;
                 let Some(cached) = self.tables.get(&rows.table_id) else {
-                    return Err(binlog_error(BinlogError::UnknownTable { table_id: rows.table_id }).into());
+                    return Err(binlog_error(BinlogError::UnknownTable {
+                        table_id: rows.table_id,
+                    })
+                    .into());
                 };
                 let Some(decoder) = cached.decoder.clone() else {
                     return Ok(()); // a table of a database this source does not read
@@ -467,11 +514,18 @@ impl Reader {
                 if !open.begun {
                     open.begun = true;
                     let origin = open.gtid.map(|(d, s, _)| format!("{d}-{s}"));
-                    let begin = TxBegin { commit_time: open.start_time, origin };
+                    let begin = TxBegin {
+                        commit_time: open.start_time,
+                        origin,
+                    };
                     self.send(SourceEvent::Begin(begin)).await?;
                 }
                 for row in changes {
-                    self.send(SourceEvent::Change(Change { table: decoder.schema.clone(), row })).await?;
+                    self.send(SourceEvent::Change(Change {
+                        table: decoder.schema.clone(),
+                        row,
+                    }))
+                    .await?;
                 }
             }
             _ => {}
@@ -486,14 +540,26 @@ impl Reader {
                 return Ok(());
             }
         }
-        let wanted = self.opts.databases.is_empty() || self.opts.databases.iter().any(|d| d == &map.schema);
+        let wanted =
+            self.opts.databases.is_empty() || self.opts.databases.iter().any(|d| d == &map.schema);
         let decoder = if wanted {
-            let cols = self.catalog.get(&mut self.schema_conn, &map.schema, &map.table).await?;
-            Some(Arc::new(TableDecoder::new(&map, Some(&cols)).map_err(binlog_error)?))
+            let cols = self
+                .catalog
+                .get(&mut self.schema_conn, &map.schema, &map.table)
+                .await?;
+            Some(Arc::new(
+                TableDecoder::new(&map, Some(&cols)).map_err(binlog_error)?,
+            ))
         } else {
             None
         };
-        self.tables.insert(map.table_id, CachedTable { raw: data.to_vec(), decoder });
+        self.tables.insert(
+            map.table_id,
+            CachedTable {
+                raw: data.to_vec(),
+                decoder,
+            },
+        );
         Ok(())
     }
 }
@@ -532,15 +598,28 @@ pub async fn lag(conn: &mut Conn, applied: &Position) -> Result<BinlogLag, Stage
         .into_iter()
         .map(|r| {
             (
-                r.get_opt::<String, _>(0).and_then(Result::ok).unwrap_or_default(),
+                r.get_opt::<String, _>(0)
+                    .and_then(Result::ok)
+                    .unwrap_or_default(),
                 r.get_opt::<u64, _>(1).and_then(Result::ok).unwrap_or(0),
             )
         })
         .collect();
     let (file, pos) = match applied {
-        Position::MySqlGtid { file: Some(f), pos: Some(p), .. } => (f.clone(), *p),
+        Position::MySqlGtid {
+            file: Some(f),
+            pos: Some(p),
+            ..
+        } => (f.clone(), *p),
         Position::MySqlFile { file, pos } => (file.clone(), *pos),
-        _ => return Ok(BinlogLag { bytes_behind: None, files_behind: None, server_file, server_pos }),
+        _ => {
+            return Ok(BinlogLag {
+                bytes_behind: None,
+                files_behind: None,
+                server_file,
+                server_pos,
+            })
+        }
     };
     Ok(BinlogLag {
         bytes_behind: bytes_between(&logs, &file, pos, &server_file, server_pos),
@@ -555,7 +634,13 @@ pub async fn lag(conn: &mut Conn, applied: &Position) -> Result<BinlogLag, Stage
 }
 
 /// Bytes from `(file, pos)` to `(end_file, end_pos)` over the server's binlog list.
-fn bytes_between(logs: &[(String, u64)], file: &str, pos: u64, end_file: &str, end_pos: u64) -> Option<u64> {
+fn bytes_between(
+    logs: &[(String, u64)],
+    file: &str,
+    pos: u64,
+    end_file: &str,
+    end_pos: u64,
+) -> Option<u64> {
     if file == end_file {
         return Some(end_pos.saturating_sub(pos));
     }
@@ -572,14 +657,25 @@ fn bytes_between(logs: &[(String, u64)], file: &str, pos: u64, end_file: &str, e
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn lag_counts_bytes_across_files() {
-        let logs = vec![("b.000001".to_owned(), 1000), ("b.000002".to_owned(), 500), ("b.000003".to_owned(), 300)];
-        assert_eq!(bytes_between(&logs, "b.000003", 100, "b.000003", 300), Some(200));
-        assert_eq!(bytes_between(&logs, "b.000001", 900, "b.000003", 200), Some(100 + 500 + 200));
+        let logs = vec![
+            ("b.000001".to_owned(), 1000),
+            ("b.000002".to_owned(), 500),
+            ("b.000003".to_owned(), 300),
+        ];
+        assert_eq!(
+            bytes_between(&logs, "b.000003", 100, "b.000003", 300),
+            Some(200)
+        );
+        assert_eq!(
+            bytes_between(&logs, "b.000001", 900, "b.000003", 200),
+            Some(100 + 500 + 200)
+        );
         assert_eq!(bytes_between(&logs, "b.000000", 4, "b.000003", 200), None);
     }
 }

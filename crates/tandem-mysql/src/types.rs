@@ -30,11 +30,18 @@ use tandem_core::{ColumnType, Value};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("Value {text:?} of a {type_name} column is not valid: {reason}")]
-    Malformed { type_name: String, text: String, reason: &'static str },
+    Malformed {
+        type_name: String,
+        text: String,
+        reason: &'static str,
+    },
     #[error("Value of a {type_name} column is not valid UTF-8")]
     InvalidUtf8 { type_name: String },
     #[error("A {found} protocol value cannot be read as {type_name}")]
-    WrongKind { type_name: String, found: &'static str },
+    WrongKind {
+        type_name: String,
+        found: &'static str,
+    },
 }
 
 /// Lowest `DATE`/`DATETIME` MySQL documents as supported.
@@ -65,7 +72,10 @@ fn timestamp_range() -> (NaiveDateTime, NaiveDateTime) {
 }
 
 fn fsp_of(args: &[String]) -> u8 {
-    args.first().and_then(|a| a.trim().parse::<u8>().ok()).unwrap_or(0).min(6)
+    args.first()
+        .and_then(|a| a.trim().parse::<u8>().ok())
+        .unwrap_or(0)
+        .min(6)
 }
 
 /// Split `name(args) modifiers` into its parts; quoted arguments keep their text.
@@ -136,7 +146,9 @@ pub fn enum_or_set_labels(column_type: &str) -> Vec<String> {
 /// has a `json_valid` check constraint.
 pub fn column_type_from_sql(column_type: &str) -> ColumnType {
     let (base, args, modifiers) = split_type(column_type);
-    let unsigned = modifiers.split_whitespace().any(|m| m == "unsigned" || m == "zerofill");
+    let unsigned = modifiers
+        .split_whitespace()
+        .any(|m| m == "unsigned" || m == "zerofill");
     let len = || args.first().and_then(|a| a.parse::<u32>().ok());
     let int = |bytes| ColumnType::Int { bytes, unsigned };
     match base.as_str() {
@@ -146,47 +158,80 @@ pub fn column_type_from_sql(column_type: &str) -> ColumnType {
         "smallint" | "int2" => int(2),
         "mediumint" | "int3" | "middleint" => int(3),
         "int" | "integer" | "int4" => int(4),
-        "bigint" | "int8" | "serial" => {
-            ColumnType::Int { bytes: 8, unsigned: unsigned || base == "serial" }
-        }
-        "year" => ColumnType::Int { bytes: 2, unsigned: false },
+        "bigint" | "int8" | "serial" => ColumnType::Int {
+            bytes: 8,
+            unsigned: unsigned || base == "serial",
+        },
+        "year" => ColumnType::Int {
+            bytes: 2,
+            unsigned: false,
+        },
         "decimal" | "numeric" | "dec" | "fixed" => {
             let p = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
             let s = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(0);
-            ColumnType::Decimal { precision: Some(p), scale: Some(s) }
+            ColumnType::Decimal {
+                precision: Some(p),
+                scale: Some(s),
+            }
         }
         // FLOAT(p) with p > 24 is a DOUBLE; FLOAT(m,d) is a FLOAT.
         "float" if args.len() == 1 && len().is_some_and(|p| p > 24) => ColumnType::Float64,
         "float" | "float4" => ColumnType::Float32,
         "double" | "real" | "float8" | "double precision" => ColumnType::Float64,
-        "char" | "varchar" | "nchar" | "nvarchar" | "character" => {
-            ColumnType::Text { max_chars: len().or(Some(1)), allows_nul: true }
-        }
-        "tinytext" | "text" | "mediumtext" | "longtext" | "long" => {
-            ColumnType::Text { max_chars: None, allows_nul: true }
-        }
-        "binary" => ColumnType::Bytes { max_len: len().or(Some(1)) },
+        "char" | "varchar" | "nchar" | "nvarchar" | "character" => ColumnType::Text {
+            max_chars: len().or(Some(1)),
+            allows_nul: true,
+        },
+        "tinytext" | "text" | "mediumtext" | "longtext" | "long" => ColumnType::Text {
+            max_chars: None,
+            allows_nul: true,
+        },
+        "binary" => ColumnType::Bytes {
+            max_len: len().or(Some(1)),
+        },
         "varbinary" => ColumnType::Bytes { max_len: len() },
         "tinyblob" => ColumnType::Bytes { max_len: Some(255) },
-        "blob" => ColumnType::Bytes { max_len: Some(65_535) },
-        "mediumblob" => ColumnType::Bytes { max_len: Some(16_777_215) },
-        "longblob" => ColumnType::Bytes { max_len: Some(u32::MAX) },
-        "date" => ColumnType::Date { min: mysql_min_date(), max: mysql_max_date() },
+        "blob" => ColumnType::Bytes {
+            max_len: Some(65_535),
+        },
+        "mediumblob" => ColumnType::Bytes {
+            max_len: Some(16_777_215),
+        },
+        "longblob" => ColumnType::Bytes {
+            max_len: Some(u32::MAX),
+        },
+        "date" => ColumnType::Date {
+            min: mysql_min_date(),
+            max: mysql_max_date(),
+        },
         "time" => ColumnType::Time { fsp: fsp_of(&args) },
         "datetime" => {
             let (min, max) = datetime_range();
-            ColumnType::Timestamp { fsp: fsp_of(&args), min, max }
+            ColumnType::Timestamp {
+                fsp: fsp_of(&args),
+                min,
+                max,
+            }
         }
         "timestamp" => {
             let (min, max) = timestamp_range();
-            ColumnType::TimestampTz { fsp: fsp_of(&args), min, max }
+            ColumnType::TimestampTz {
+                fsp: fsp_of(&args),
+                min,
+                max,
+            }
         }
         "json" => ColumnType::Json,
         "uuid" => ColumnType::Uuid,
         "enum" => ColumnType::Enum { labels: args },
         // A SET value is a comma list of its members: text on the wire and in the model.
-        "set" => ColumnType::Text { max_chars: None, allows_nul: true },
-        _ => ColumnType::Unsupported { type_name: column_type.trim().to_ascii_lowercase() },
+        "set" => ColumnType::Text {
+            max_chars: None,
+            allows_nul: true,
+        },
+        _ => ColumnType::Unsupported {
+            type_name: column_type.trim().to_ascii_lowercase(),
+        },
     }
 }
 
@@ -195,7 +240,9 @@ pub fn column_type_from_sql(column_type: &str) -> ColumnType {
 pub fn column_type_from_sql_json(column_type: &str, is_json: bool) -> ColumnType {
     let ty = column_type_from_sql(column_type);
     match ty {
-        ColumnType::Text { max_chars: None, .. } if is_json => ColumnType::Json,
+        ColumnType::Text {
+            max_chars: None, ..
+        } if is_json => ColumnType::Json,
         other => other,
     }
 }
@@ -213,11 +260,17 @@ fn type_name(ty: &ColumnType) -> String {
 }
 
 fn utf8<'a>(ty: &ColumnType, bytes: &'a [u8]) -> Result<&'a str, DecodeError> {
-    std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { type_name: type_name(ty) })
+    std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 {
+        type_name: type_name(ty),
+    })
 }
 
 fn malformed(ty: &ColumnType, text: &str, reason: &'static str) -> DecodeError {
-    DecodeError::Malformed { type_name: type_name(ty), text: text.to_owned(), reason }
+    DecodeError::Malformed {
+        type_name: type_name(ty),
+        text: text.to_owned(),
+        reason,
+    }
 }
 
 /// An unsigned integer as the canonical model prefers it: `Int` when it fits.
@@ -252,7 +305,10 @@ pub(crate) fn unsupported_value(type_name: &str, bytes: &[u8]) -> Value {
             s
         }
     };
-    Value::Unsupported { type_name: type_name.to_owned(), text }
+    Value::Unsupported {
+        type_name: type_name.to_owned(),
+        text,
+    }
 }
 
 /// Parse `HH:MM:SS[.ffffff]` (no sign, hours < 24).
@@ -303,15 +359,21 @@ pub fn decode_text(ty: &ColumnType, bytes: &[u8]) -> Result<Value, DecodeError> 
     match ty {
         T::Bool => {
             let s = utf8(ty, bytes)?;
-            s.parse::<i64>().map(bool_value).map_err(|_| malformed(ty, s, "not an integer"))
+            s.parse::<i64>()
+                .map(bool_value)
+                .map_err(|_| malformed(ty, s, "not an integer"))
         }
         T::Int { unsigned: true, .. } => {
             let s = utf8(ty, bytes)?;
-            s.parse::<u64>().map(uint_value).map_err(|_| malformed(ty, s, "not an integer"))
+            s.parse::<u64>()
+                .map(uint_value)
+                .map_err(|_| malformed(ty, s, "not an integer"))
         }
         T::Int { .. } => {
             let s = utf8(ty, bytes)?;
-            s.parse::<i64>().map(Value::Int).map_err(|_| malformed(ty, s, "not an integer"))
+            s.parse::<i64>()
+                .map(Value::Int)
+                .map_err(|_| malformed(ty, s, "not an integer"))
         }
         T::Float32 => {
             let s = utf8(ty, bytes)?;
@@ -321,11 +383,15 @@ pub fn decode_text(ty: &ColumnType, bytes: &[u8]) -> Result<Value, DecodeError> 
         }
         T::Float64 => {
             let s = utf8(ty, bytes)?;
-            s.parse::<f64>().map(Value::Float).map_err(|_| malformed(ty, s, "not a number"))
+            s.parse::<f64>()
+                .map(Value::Float)
+                .map_err(|_| malformed(ty, s, "not a number"))
         }
         T::Decimal { .. } => {
             let s = utf8(ty, bytes)?;
-            BigDecimal::from_str(s).map(Value::Decimal).map_err(|_| malformed(ty, s, "not a decimal"))
+            BigDecimal::from_str(s)
+                .map(Value::Decimal)
+                .map_err(|_| malformed(ty, s, "not a decimal"))
         }
         T::Text { .. } | T::Enum { .. } => Ok(Value::Text(utf8(ty, bytes)?.to_owned())),
         T::Json => Ok(Value::Json(utf8(ty, bytes)?.to_owned())),
@@ -337,7 +403,9 @@ pub fn decode_text(ty: &ColumnType, bytes: &[u8]) -> Result<Value, DecodeError> 
                     .map_err(|_| malformed(ty, "", "not 16 bytes"));
             }
             let s = utf8(ty, bytes)?;
-            uuid::Uuid::parse_str(s).map(Value::Uuid).map_err(|_| malformed(ty, s, "not a UUID"))
+            uuid::Uuid::parse_str(s)
+                .map(Value::Uuid)
+                .map_err(|_| malformed(ty, s, "not a UUID"))
         }
         T::Date { .. } => {
             let s = utf8(ty, bytes)?;
@@ -369,7 +437,10 @@ pub fn decode_text(ty: &ColumnType, bytes: &[u8]) -> Result<Value, DecodeError> 
 pub fn from_mysql_value(ty: &ColumnType, v: &mysql_async::Value) -> Result<Value, DecodeError> {
     use mysql_async::Value as M;
     use ColumnType as T;
-    let wrong = |found| DecodeError::WrongKind { type_name: type_name(ty), found };
+    let wrong = |found| DecodeError::WrongKind {
+        type_name: type_name(ty),
+        found,
+    };
     match v {
         M::NULL => Ok(Value::Null),
         M::Bytes(b) => decode_text(ty, b),
@@ -410,7 +481,10 @@ pub fn from_mysql_value(ty: &ColumnType, v: &mysql_async::Value) -> Result<Value
             T::Time { fsp } => {
                 let hours = u64::from(*days) * 24 + u64::from(*h);
                 let sign = if *neg { "-" } else { "" };
-                let text = format!("{sign}{hours:02}:{mi:02}:{s:02}{}", fraction_text(*us, *fsp));
+                let text = format!(
+                    "{sign}{hours:02}:{mi:02}:{s:02}{}",
+                    fraction_text(*us, *fsp)
+                );
                 decode_text(ty, text.as_bytes())
             }
             _ => Err(wrong("time")),
@@ -425,7 +499,11 @@ pub fn from_mysql_value(ty: &ColumnType, v: &mysql_async::Value) -> Result<Value
 pub fn to_mysql_value(v: &Value) -> mysql_async::Value {
     use mysql_async::Value as M;
     let date = |d: NaiveDate, t: NaiveTime| -> M {
-        match (u16::try_from(d.year()), u8::try_from(d.month()), u8::try_from(d.day())) {
+        match (
+            u16::try_from(d.year()),
+            u8::try_from(d.month()),
+            u8::try_from(d.day()),
+        ) {
             (Ok(y), Ok(mo), Ok(day)) => M::Date(
                 y,
                 mo,
@@ -436,7 +514,12 @@ pub fn to_mysql_value(v: &Value) -> mysql_async::Value {
                 (t.nanosecond() / 1000).min(999_999),
             ),
             // A year MySQL cannot hold: let the server reject the text.
-            _ => M::Bytes(d.and_time(t).format("%Y-%m-%d %H:%M:%S%.6f").to_string().into_bytes()),
+            _ => M::Bytes(
+                d.and_time(t)
+                    .format("%Y-%m-%d %H:%M:%S%.6f")
+                    .to_string()
+                    .into_bytes(),
+            ),
         }
     };
     match v {
@@ -473,7 +556,10 @@ pub(crate) fn fraction_text(micros: u32, fsp: u8) -> String {
         return String::new();
     }
     let digits = format!("{:06}", micros.min(999_999));
-    format!(".{}", digits.get(..usize::from(fsp.min(6))).unwrap_or(&digits))
+    format!(
+        ".{}",
+        digits.get(..usize::from(fsp.min(6))).unwrap_or(&digits)
+    )
 }
 
 /// Convenience for callers holding a UTC instant from a binlog header.
@@ -482,35 +568,93 @@ pub(crate) fn utc_from_epoch(secs: i64, micros: u32) -> Option<DateTime<Utc>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn text(max: Option<u32>) -> ColumnType {
-        ColumnType::Text { max_chars: max, allows_nul: true }
+        ColumnType::Text {
+            max_chars: max,
+            allows_nul: true,
+        }
     }
 
     #[test]
     fn integer_spellings_of_both_servers_parse() {
         assert_eq!(column_type_from_sql("tinyint(1)"), ColumnType::Bool);
-        assert_eq!(column_type_from_sql("tinyint(1) unsigned"), ColumnType::Int { bytes: 1, unsigned: true });
-        assert_eq!(column_type_from_sql("tinyint(4)"), ColumnType::Int { bytes: 1, unsigned: false });
-        assert_eq!(column_type_from_sql("int(10) unsigned"), ColumnType::Int { bytes: 4, unsigned: true });
-        assert_eq!(column_type_from_sql("INT UNSIGNED ZEROFILL"), ColumnType::Int { bytes: 4, unsigned: true });
-        assert_eq!(column_type_from_sql("bigint unsigned"), ColumnType::Int { bytes: 8, unsigned: true });
-        assert_eq!(column_type_from_sql("bigint(20)"), ColumnType::Int { bytes: 8, unsigned: false });
-        assert_eq!(column_type_from_sql("mediumint(8) unsigned"), ColumnType::Int { bytes: 3, unsigned: true });
-        assert_eq!(column_type_from_sql("year(4)"), ColumnType::Int { bytes: 2, unsigned: false });
+        assert_eq!(
+            column_type_from_sql("tinyint(1) unsigned"),
+            ColumnType::Int {
+                bytes: 1,
+                unsigned: true
+            }
+        );
+        assert_eq!(
+            column_type_from_sql("tinyint(4)"),
+            ColumnType::Int {
+                bytes: 1,
+                unsigned: false
+            }
+        );
+        assert_eq!(
+            column_type_from_sql("int(10) unsigned"),
+            ColumnType::Int {
+                bytes: 4,
+                unsigned: true
+            }
+        );
+        assert_eq!(
+            column_type_from_sql("INT UNSIGNED ZEROFILL"),
+            ColumnType::Int {
+                bytes: 4,
+                unsigned: true
+            }
+        );
+        assert_eq!(
+            column_type_from_sql("bigint unsigned"),
+            ColumnType::Int {
+                bytes: 8,
+                unsigned: true
+            }
+        );
+        assert_eq!(
+            column_type_from_sql("bigint(20)"),
+            ColumnType::Int {
+                bytes: 8,
+                unsigned: false
+            }
+        );
+        assert_eq!(
+            column_type_from_sql("mediumint(8) unsigned"),
+            ColumnType::Int {
+                bytes: 3,
+                unsigned: true
+            }
+        );
+        assert_eq!(
+            column_type_from_sql("year(4)"),
+            ColumnType::Int {
+                bytes: 2,
+                unsigned: false
+            }
+        );
     }
 
     #[test]
     fn decimals_floats_strings_and_binaries_parse() {
         assert_eq!(
             column_type_from_sql("decimal(65,30)"),
-            ColumnType::Decimal { precision: Some(65), scale: Some(30) }
+            ColumnType::Decimal {
+                precision: Some(65),
+                scale: Some(30)
+            }
         );
         assert_eq!(
             column_type_from_sql("decimal(10,2) unsigned"),
-            ColumnType::Decimal { precision: Some(10), scale: Some(2) }
+            ColumnType::Decimal {
+                precision: Some(10),
+                scale: Some(2)
+            }
         );
         assert_eq!(column_type_from_sql("float"), ColumnType::Float32);
         assert_eq!(column_type_from_sql("float(30)"), ColumnType::Float64);
@@ -519,15 +663,31 @@ mod tests {
         assert_eq!(column_type_from_sql("char(36)"), text(Some(36)));
         assert_eq!(column_type_from_sql("longtext"), text(None));
         assert_eq!(column_type_from_sql("set('a','b')"), text(None));
-        assert_eq!(column_type_from_sql("binary(16)"), ColumnType::Bytes { max_len: Some(16) });
-        assert_eq!(column_type_from_sql("varbinary(40)"), ColumnType::Bytes { max_len: Some(40) });
-        assert_eq!(column_type_from_sql("blob"), ColumnType::Bytes { max_len: Some(65_535) });
+        assert_eq!(
+            column_type_from_sql("binary(16)"),
+            ColumnType::Bytes { max_len: Some(16) }
+        );
+        assert_eq!(
+            column_type_from_sql("varbinary(40)"),
+            ColumnType::Bytes { max_len: Some(40) }
+        );
+        assert_eq!(
+            column_type_from_sql("blob"),
+            ColumnType::Bytes {
+                max_len: Some(65_535)
+            }
+        );
         assert_eq!(column_type_from_sql("json"), ColumnType::Json);
-        assert_eq!(column_type_from_sql_json("longtext", true), ColumnType::Json);
+        assert_eq!(
+            column_type_from_sql_json("longtext", true),
+            ColumnType::Json
+        );
         assert_eq!(column_type_from_sql_json("longtext", false), text(None));
         assert_eq!(
             column_type_from_sql("bit(3)"),
-            ColumnType::Unsupported { type_name: "bit(3)".into() }
+            ColumnType::Unsupported {
+                type_name: "bit(3)".into()
+            }
         );
     }
 
@@ -535,7 +695,9 @@ mod tests {
     fn enum_labels_keep_quotes_commas_and_parentheses() {
         assert_eq!(
             column_type_from_sql("enum('a','it''s','x,y','(z)')"),
-            ColumnType::Enum { labels: vec!["a".into(), "it's".into(), "x,y".into(), "(z)".into()] }
+            ColumnType::Enum {
+                labels: vec!["a".into(), "it's".into(), "x,y".into(), "(z)".into()]
+            }
         );
     }
 
@@ -558,7 +720,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(column_type_from_sql("time(6)"), ColumnType::Time { fsp: 6 });
-        assert!(matches!(column_type_from_sql("date"), ColumnType::Date { .. }));
+        assert!(matches!(
+            column_type_from_sql("date"),
+            ColumnType::Date { .. }
+        ));
     }
 
     #[test]
@@ -566,7 +731,10 @@ mod tests {
         let date = column_type_from_sql("date");
         assert_eq!(
             decode_text(&date, b"0000-00-00").unwrap(),
-            Value::Unsupported { type_name: "date".into(), text: "0000-00-00".into() }
+            Value::Unsupported {
+                type_name: "date".into(),
+                text: "0000-00-00".into()
+            }
         );
         let dt = column_type_from_sql("datetime");
         assert!(matches!(
@@ -574,8 +742,14 @@ mod tests {
             Value::Unsupported { .. }
         ));
         let time = column_type_from_sql("time");
-        assert!(matches!(decode_text(&time, b"-01:00:00").unwrap(), Value::Unsupported { .. }));
-        assert!(matches!(decode_text(&time, b"838:59:59").unwrap(), Value::Unsupported { .. }));
+        assert!(matches!(
+            decode_text(&time, b"-01:00:00").unwrap(),
+            Value::Unsupported { .. }
+        ));
+        assert!(matches!(
+            decode_text(&time, b"838:59:59").unwrap(),
+            Value::Unsupported { .. }
+        ));
         assert_eq!(
             decode_text(&column_type_from_sql("time(6)"), b"23:59:59.5").unwrap(),
             Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 59, 500_000).unwrap())
@@ -585,10 +759,16 @@ mod tests {
     #[test]
     fn edge_values_decode_exactly() {
         let ubig = column_type_from_sql("bigint unsigned");
-        assert_eq!(decode_text(&ubig, b"18446744073709551615").unwrap(), Value::UInt(u64::MAX));
+        assert_eq!(
+            decode_text(&ubig, b"18446744073709551615").unwrap(),
+            Value::UInt(u64::MAX)
+        );
         assert_eq!(decode_text(&ubig, b"7").unwrap(), Value::Int(7));
         let big = column_type_from_sql("bigint");
-        assert_eq!(decode_text(&big, b"-9223372036854775808").unwrap(), Value::Int(i64::MIN));
+        assert_eq!(
+            decode_text(&big, b"-9223372036854775808").unwrap(),
+            Value::Int(i64::MIN)
+        );
         let b = ColumnType::Bool;
         assert_eq!(decode_text(&b, b"1").unwrap(), Value::Bool(true));
         assert_eq!(decode_text(&b, b"-128").unwrap(), Value::Int(-128));
@@ -600,7 +780,9 @@ mod tests {
         );
         let ts = column_type_from_sql("timestamp(6)");
         assert_eq!(
-            decode_text(&ts, b"2038-01-19 03:14:07.999999").unwrap().to_string(),
+            decode_text(&ts, b"2038-01-19 03:14:07.999999")
+                .unwrap()
+                .to_string(),
             "2038-01-19 03:14:07.999999+00"
         );
         assert!(decode_text(&big, b"12x").is_err());
@@ -617,13 +799,22 @@ mod tests {
             to_mysql_value(&Value::Decimal(d)),
             mysql_async::Value::Bytes(b"12345678901234567890.000000000000000000001".to_vec())
         );
-        let t = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap().and_hms_micro_opt(1, 2, 3, 4).unwrap();
+        let t = NaiveDate::from_ymd_opt(2024, 2, 29)
+            .unwrap()
+            .and_hms_micro_opt(1, 2, 3, 4)
+            .unwrap();
         assert_eq!(
             to_mysql_value(&Value::TimestampTz(t.and_utc())),
             mysql_async::Value::Date(2024, 2, 29, 1, 2, 3, 4)
         );
-        assert_eq!(to_mysql_value(&Value::Bool(true)), mysql_async::Value::Int(1));
-        assert_eq!(to_mysql_value(&Value::UInt(u64::MAX)), mysql_async::Value::UInt(u64::MAX));
+        assert_eq!(
+            to_mysql_value(&Value::Bool(true)),
+            mysql_async::Value::Int(1)
+        );
+        assert_eq!(
+            to_mysql_value(&Value::UInt(u64::MAX)),
+            mysql_async::Value::UInt(u64::MAX)
+        );
         // Binary-protocol values read back as the same canonical values.
         let ty = column_type_from_sql("datetime(6)");
         assert_eq!(

@@ -1,6 +1,8 @@
 //! Fuzzing the binlog decoders: random bytes, and mutations of well-formed events, never
 //! make a parser panic — they decode or return a typed error.
 
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use tandem_mysql::binlog::events::{self, MariaGtid, Query, Rotate};
 use tandem_mysql::binlog::rows::RowsEvent;

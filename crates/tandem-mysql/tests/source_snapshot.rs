@@ -2,6 +2,8 @@
 //! binlog and through a snapshot read, and snapshot + stream under concurrent writes
 //! reproduce the table exactly.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -19,7 +21,10 @@ fn endpoint(url: &str) -> EndpointConfig {
 }
 
 fn values(row: &tandem_core::Row) -> Vec<Value> {
-    row.0.iter().map(|c| c.value().cloned().unwrap_or(Value::Null)).collect()
+    row.0
+        .iter()
+        .map(|c| c.value().cloned().unwrap_or(Value::Null))
+        .collect()
 }
 
 const TYPES_TABLE: &str = "CREATE TABLE types (
@@ -66,20 +71,25 @@ async fn every_type_family_decodes_the_same_through_snapshot_and_stream() {
     let snap = Snapshot::begin(conn).await.unwrap();
     let from = snap.position.clone();
     drop(snap);
-    let mut src = MySqlSource::start(&ep, None, &from, SourceOptions::for_endpoint(&ep)).await.unwrap();
+    let mut src = MySqlSource::start(&ep, None, &from, SourceOptions::for_endpoint(&ep))
+        .await
+        .unwrap();
     maria.sql(&db.name, TYPES_ROWS).await.unwrap();
 
     let mut streamed = BTreeMap::new();
     while streamed.len() < 4 {
-        match tokio::time::timeout(WAIT, src.next_event()).await.unwrap().unwrap() {
-            SourceEvent::Change(c) => match c.row {
+        let ev = tokio::time::timeout(WAIT, src.next_event())
+            .await
+            .unwrap()
+            .unwrap();
+        if let SourceEvent::Change(c) = ev {
+            match c.row {
                 RowChange::Insert { new } => {
                     let v = values(&new);
                     streamed.insert(v[0].to_string(), v);
                 }
                 other => panic!("{other:?}"),
-            },
-            _ => {}
+            }
         }
     }
 
@@ -96,16 +106,19 @@ async fn every_type_family_decodes_the_same_through_snapshot_and_stream() {
     .unwrap();
     assert_eq!(snapped.len(), 4);
     let names = [
-        "id", "b", "ti", "tu", "si", "mi", "miu", "i", "iu", "bi", "bu", "f", "d", "dec1", "dec2", "dec3",
-        "c", "vc", "l1", "tx", "bin", "vb", "bl", "dt", "tm", "tm0", "dtm", "dtm3", "ts", "yr", "j", "e",
-        "s", "bt",
+        "id", "b", "ti", "tu", "si", "mi", "miu", "i", "iu", "bi", "bu", "f", "d", "dec1", "dec2",
+        "dec3", "c", "vc", "l1", "tx", "bin", "vb", "bl", "dt", "tm", "tm0", "dtm", "dtm3", "ts",
+        "yr", "j", "e", "s", "bt",
     ];
     let mut mismatches = Vec::new();
     for (id, s) in &streamed {
         let p = &snapped[id];
         for (k, (a, b)) in s.iter().zip(p).enumerate() {
             if a != b {
-                mismatches.push(format!("row {id} column {}: stream {a:?} snapshot {b:?}", names[k]));
+                mismatches.push(format!(
+                    "row {id} column {}: stream {a:?} snapshot {b:?}",
+                    names[k]
+                ));
             }
         }
     }
@@ -123,7 +136,13 @@ async fn every_type_family_decodes_the_same_through_snapshot_and_stream() {
     assert_eq!(r1[32], Value::Text("x,z".into()));
     assert!(matches!(&r1[30], Value::Json(j) if j.contains("2.5")));
     let r3 = &streamed["3"];
-    assert_eq!(r3[23], Value::Unsupported { type_name: "date".into(), text: "0000-00-00".into() });
+    assert_eq!(
+        r3[23],
+        Value::Unsupported {
+            type_name: "date".into(),
+            text: "0000-00-00".into()
+        }
+    );
     assert!(matches!(&r3[24], Value::Unsupported { type_name, .. } if type_name == "time"));
     assert!(streamed["2"][1..].iter().all(Value::is_null));
 }
@@ -133,8 +152,11 @@ async fn snapshot_then_stream_under_concurrent_inserts_gives_exact_contents() {
     let maria = shared_maria().await;
     let db = maria.create_database("snap_conc").await.unwrap();
     maria
-        .sql(&db.name, "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT NOT NULL);
-             INSERT INTO t (v) SELECT seq FROM seq_1_to_2000;")
+        .sql(
+            &db.name,
+            "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT NOT NULL);
+             INSERT INTO t (v) SELECT seq FROM seq_1_to_2000;",
+        )
         .await
         .unwrap();
     let ep = endpoint(db.url());
@@ -144,12 +166,18 @@ async fn snapshot_then_stream_under_concurrent_inserts_gives_exact_contents() {
         let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
         use mysql_async::prelude::Queryable;
         for i in 0..300 {
-            conn.exec_drop("INSERT INTO t (v) VALUES (?)", (100_000 + i,)).await.unwrap();
+            conn.exec_drop("INSERT INTO t (v) VALUES (?)", (100_000 + i,))
+                .await
+                .unwrap();
             if i % 3 == 0 {
-                conn.exec_drop("UPDATE t SET v = v + 1 WHERE id = ?", (i + 1,)).await.unwrap();
+                conn.exec_drop("UPDATE t SET v = v + 1 WHERE id = ?", (i + 1,))
+                    .await
+                    .unwrap();
             }
             if i % 7 == 0 {
-                conn.exec_drop("DELETE FROM t WHERE id = ?", (i + 500,)).await.unwrap();
+                conn.exec_drop("DELETE FROM t WHERE id = ?", (i + 500,))
+                    .await
+                    .unwrap();
             }
         }
     });
@@ -177,9 +205,15 @@ async fn snapshot_then_stream_under_concurrent_inserts_gives_exact_contents() {
     let final_pos: String = maria.sql("", "SELECT @@gtid_binlog_pos;").await.unwrap();
     let final_pos = tandem_core::GtidSet::parse(final_pos.lines().last().unwrap().trim()).unwrap();
 
-    let mut src = MySqlSource::start(&ep, None, &from, SourceOptions::for_endpoint(&ep)).await.unwrap();
+    let mut src = MySqlSource::start(&ep, None, &from, SourceOptions::for_endpoint(&ep))
+        .await
+        .unwrap();
     loop {
-        match tokio::time::timeout(WAIT, src.next_event()).await.unwrap().unwrap() {
+        match tokio::time::timeout(WAIT, src.next_event())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             SourceEvent::Change(c) => match c.row {
                 RowChange::Insert { new } | RowChange::Update { new, .. } => {
                     let v = values(&new);
@@ -188,7 +222,9 @@ async fn snapshot_then_stream_under_concurrent_inserts_gives_exact_contents() {
                     }
                 }
                 RowChange::Delete { old } => {
-                    let tandem_core::OldRow::Full(old) = old else { panic!("full image expected") };
+                    let tandem_core::OldRow::Full(old) = old else {
+                        panic!("full image expected")
+                    };
                     if let Value::Int(k) = values(&old)[0] {
                         table.remove(&k);
                     }
@@ -196,7 +232,11 @@ async fn snapshot_then_stream_under_concurrent_inserts_gives_exact_contents() {
             },
             SourceEvent::Commit(tandem_core::change::TxCommit { position, .. })
             | SourceEvent::Progress { position, .. } => {
-                let done = Position::MySqlGtid { gtid: final_pos.clone(), file: None, pos: None };
+                let done = Position::MySqlGtid {
+                    gtid: final_pos.clone(),
+                    file: None,
+                    pos: None,
+                };
                 if position.try_cmp(&done).map(|o| o.is_ge()).unwrap_or(false) {
                     break;
                 }
@@ -204,7 +244,10 @@ async fn snapshot_then_stream_under_concurrent_inserts_gives_exact_contents() {
             _ => {}
         }
     }
-    let out = maria.sql(&db.name, "SELECT id, v FROM t ORDER BY id;").await.unwrap();
+    let out = maria
+        .sql(&db.name, "SELECT id, v FROM t ORDER BY id;")
+        .await
+        .unwrap();
     let expected: BTreeMap<i64, i64> = out
         .lines()
         .filter_map(|l| {
@@ -213,5 +256,8 @@ async fn snapshot_then_stream_under_concurrent_inserts_gives_exact_contents() {
         })
         .collect();
     assert_eq!(expected.len(), table.len());
-    assert!(expected == table, "snapshot + stream differs from the table");
+    assert!(
+        expected == table,
+        "snapshot + stream differs from the table"
+    );
 }

@@ -1,6 +1,8 @@
 //! The binlog source against a real MariaDB from the test kit: whole transactions with
 //! their GTID positions, loop prevention, DDL mid-stream, heartbeats, purged binlogs.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -18,20 +20,32 @@ fn endpoint(url: &str) -> EndpointConfig {
 }
 
 async fn gtid_pos(maria: &MariaInstance) -> GtidSet {
-    let out = maria.sql("", "SELECT @@gtid_binlog_pos;").await.expect("gtid pos");
+    let out = maria
+        .sql("", "SELECT @@gtid_binlog_pos;")
+        .await
+        .expect("gtid pos");
     GtidSet::parse(out.lines().last().unwrap_or("").trim()).expect("gtid state")
 }
 
 async fn start(maria: &MariaInstance, db: &TestDb, heartbeat: Duration) -> MySqlSource {
-    let from = Position::MySqlGtid { gtid: gtid_pos(maria).await, file: None, pos: None };
+    let from = Position::MySqlGtid {
+        gtid: gtid_pos(maria).await,
+        file: None,
+        pos: None,
+    };
     let ep = endpoint(db.url());
     let mut opts = SourceOptions::for_endpoint(&ep);
     opts.heartbeat = heartbeat;
-    MySqlSource::start(&ep, None, &from, opts).await.expect("source starts")
+    MySqlSource::start(&ep, None, &from, opts)
+        .await
+        .expect("source starts")
 }
 
 async fn next(src: &mut MySqlSource) -> SourceEvent {
-    tokio::time::timeout(WAIT, src.next_event()).await.expect("an event in time").expect("no error")
+    tokio::time::timeout(WAIT, src.next_event())
+        .await
+        .expect("an event in time")
+        .expect("no error")
 }
 
 /// The next transaction, skipping `Progress`.
@@ -55,13 +69,19 @@ async fn next_tx(src: &mut MySqlSource) -> (TxBegin, Vec<Change>, TxCommit) {
 
 fn seq(p: &Position, domain: u32) -> u64 {
     match p {
-        Position::MySqlGtid { gtid: GtidSet::MariaDb(m), .. } => m.get(&domain).map_or(0, |x| x.1),
+        Position::MySqlGtid {
+            gtid: GtidSet::MariaDb(m),
+            ..
+        } => m.get(&domain).map_or(0, |x| x.1),
         other => panic!("not a MariaDB position: {other:?}"),
     }
 }
 
 fn vals(row: &tandem_core::Row) -> Vec<Value> {
-    row.0.iter().map(|c| c.value().cloned().unwrap_or(Value::Null)).collect()
+    row.0
+        .iter()
+        .map(|c| c.value().cloned().unwrap_or(Value::Null))
+        .collect()
 }
 
 #[tokio::test]
@@ -69,7 +89,10 @@ async fn a_transaction_comes_out_whole_with_its_gtid_position() {
     let maria = shared_maria().await;
     let db = maria.create_database("src_tx").await.unwrap();
     maria
-        .sql(&db.name, "CREATE TABLE t (id INT PRIMARY KEY, qty INT UNSIGNED, name VARCHAR(20));")
+        .sql(
+            &db.name,
+            "CREATE TABLE t (id INT PRIMARY KEY, qty INT UNSIGNED, name VARCHAR(20));",
+        )
         .await
         .unwrap();
     let start_seq = gtid_pos(maria).await;
@@ -83,34 +106,78 @@ async fn a_transaction_comes_out_whole_with_its_gtid_position() {
         .await
         .unwrap();
     let (begin, changes, commit) = next_tx(&mut src).await;
-    assert!(begin.origin.as_deref().is_some_and(|o| o.starts_with("0-")), "{begin:?}");
+    assert!(
+        begin.origin.as_deref().is_some_and(|o| o.starts_with("0-")),
+        "{begin:?}"
+    );
     assert_eq!(changes.len(), 4);
-    let names: Vec<&str> = changes[0].table.columns.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = changes[0]
+        .table
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(names, ["id", "qty", "name"]);
     assert_eq!(changes[0].table.key, vec![0]);
     match &changes[0].row {
         RowChange::Insert { new } => {
-            assert_eq!(vals(new), [Value::Int(1), Value::Int(4_000_000_000), Value::Text("a".into())])
+            assert_eq!(
+                vals(new),
+                [
+                    Value::Int(1),
+                    Value::Int(4_000_000_000),
+                    Value::Text("a".into())
+                ]
+            )
         }
         other => panic!("{other:?}"),
     }
     match &changes[2].row {
-        RowChange::Update { old: OldRow::Full(old), new } => {
+        RowChange::Update {
+            old: OldRow::Full(old),
+            new,
+        } => {
             assert_eq!(vals(old)[2], Value::Text("b".into()));
             assert_eq!(vals(new)[2], Value::Text("bb".into()));
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(&changes[3].row, RowChange::Delete { old: OldRow::Full(_) }));
+    assert!(matches!(
+        &changes[3].row,
+        RowChange::Delete {
+            old: OldRow::Full(_)
+        }
+    ));
     // The commit position is the server's GTID state right after the transaction.
     let after = gtid_pos(maria).await;
-    assert_eq!(seq(&commit.position, 0), seq(&Position::MySqlGtid { gtid: after, file: None, pos: None }, 0));
     assert_eq!(
         seq(&commit.position, 0),
-        seq(&Position::MySqlGtid { gtid: start_seq, file: None, pos: None }, 0) + 1
+        seq(
+            &Position::MySqlGtid {
+                gtid: after,
+                file: None,
+                pos: None
+            },
+            0
+        )
+    );
+    assert_eq!(
+        seq(&commit.position, 0),
+        seq(
+            &Position::MySqlGtid {
+                gtid: start_seq,
+                file: None,
+                pos: None
+            },
+            0
+        ) + 1
     );
     match &commit.position {
-        Position::MySqlGtid { file: Some(f), pos: Some(p), .. } => {
+        Position::MySqlGtid {
+            file: Some(f),
+            pos: Some(p),
+            ..
+        } => {
             assert!(f.starts_with("binlog.") && *p > 4, "{f}:{p}")
         }
         other => panic!("{other:?}"),
@@ -130,10 +197,20 @@ async fn skip_replication_and_marker_transactions_never_come_out_but_advance_the
         .await
         .unwrap();
     let start = gtid_pos(maria).await;
-    let start_seq = seq(&Position::MySqlGtid { gtid: start, file: None, pos: None }, 0);
+    let start_seq = seq(
+        &Position::MySqlGtid {
+            gtid: start,
+            file: None,
+            pos: None,
+        },
+        0,
+    );
     let mut src = self::start(maria, &db, Duration::from_secs(1)).await;
     maria
-        .sql(&db.name, "SET skip_replication = 1; INSERT INTO t VALUES (1, 1);")
+        .sql(
+            &db.name,
+            "SET skip_replication = 1; INSERT INTO t VALUES (1, 1);",
+        )
         .await
         .unwrap();
     maria
@@ -143,7 +220,10 @@ async fn skip_replication_and_marker_transactions_never_come_out_but_advance_the
         )
         .await
         .unwrap();
-    maria.sql(&db.name, "INSERT INTO t VALUES (3, 3);").await.unwrap();
+    maria
+        .sql(&db.name, "INSERT INTO t VALUES (3, 3);")
+        .await
+        .unwrap();
     // Only the third transaction comes out; the two before it are Progress.
     let mut progress = Vec::new();
     let begin = loop {
@@ -154,14 +234,27 @@ async fn skip_replication_and_marker_transactions_never_come_out_but_advance_the
         }
     };
     assert!(begin.origin.is_some());
-    assert!(progress.contains(&(start_seq + 1)), "skipped GTID recorded: {progress:?}");
-    assert!(progress.contains(&(start_seq + 2)), "marker GTID recorded: {progress:?}");
-    let SourceEvent::Change(c) = next(&mut src).await else { panic!("change expected") };
-    assert_eq!(vals(match &c.row {
-        RowChange::Insert { new } => new,
-        other => panic!("{other:?}"),
-    }), [Value::Int(3), Value::Int(3)]);
-    let SourceEvent::Commit(commit) = next(&mut src).await else { panic!("commit expected") };
+    assert!(
+        progress.contains(&(start_seq + 1)),
+        "skipped GTID recorded: {progress:?}"
+    );
+    assert!(
+        progress.contains(&(start_seq + 2)),
+        "marker GTID recorded: {progress:?}"
+    );
+    let SourceEvent::Change(c) = next(&mut src).await else {
+        panic!("change expected")
+    };
+    assert_eq!(
+        vals(match &c.row {
+            RowChange::Insert { new } => new,
+            other => panic!("{other:?}"),
+        }),
+        [Value::Int(3), Value::Int(3)]
+    );
+    let SourceEvent::Commit(commit) = next(&mut src).await else {
+        panic!("commit expected")
+    };
     assert_eq!(seq(&commit.position, 0), start_seq + 3);
 }
 
@@ -169,9 +262,15 @@ async fn skip_replication_and_marker_transactions_never_come_out_but_advance_the
 async fn alter_table_mid_stream_decodes_the_new_column() {
     let maria = shared_maria().await;
     let db = maria.create_database("src_ddl").await.unwrap();
-    maria.sql(&db.name, "CREATE TABLE t (id INT PRIMARY KEY, a INT);").await.unwrap();
+    maria
+        .sql(&db.name, "CREATE TABLE t (id INT PRIMARY KEY, a INT);")
+        .await
+        .unwrap();
     let mut src = start(maria, &db, Duration::from_secs(1)).await;
-    maria.sql(&db.name, "INSERT INTO t VALUES (1, 10);").await.unwrap();
+    maria
+        .sql(&db.name, "INSERT INTO t VALUES (1, 10);")
+        .await
+        .unwrap();
     maria
         .sql(&db.name, "ALTER TABLE t ADD COLUMN b VARCHAR(10) NOT NULL DEFAULT 'x'; INSERT INTO t VALUES (2, 20, 'yy');")
         .await
@@ -179,7 +278,12 @@ async fn alter_table_mid_stream_decodes_the_new_column() {
     let (_, first, _) = next_tx(&mut src).await;
     assert_eq!(first[0].table.columns.len(), 2);
     let (_, second, _) = next_tx(&mut src).await;
-    let cols: Vec<&str> = second[0].table.columns.iter().map(|c| c.name.as_str()).collect();
+    let cols: Vec<&str> = second[0]
+        .table
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(cols, ["id", "a", "b"]);
     match &second[0].row {
         RowChange::Insert { new } => {
@@ -193,11 +297,17 @@ async fn alter_table_mid_stream_decodes_the_new_column() {
 async fn heartbeats_keep_an_idle_stream_alive() {
     let maria = shared_maria().await;
     let db = maria.create_database("src_idle").await.unwrap();
-    maria.sql(&db.name, "CREATE TABLE t (id INT PRIMARY KEY);").await.unwrap();
+    maria
+        .sql(&db.name, "CREATE TABLE t (id INT PRIMARY KEY);")
+        .await
+        .unwrap();
     let mut src = start(maria, &db, Duration::from_millis(200)).await;
     // Idle for longer than several heartbeat periods: the stream stays up...
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    maria.sql(&db.name, "INSERT INTO t VALUES (7);").await.unwrap();
+    maria
+        .sql(&db.name, "INSERT INTO t VALUES (7);")
+        .await
+        .unwrap();
     // ...and still delivers.
     let (_, changes, _) = next_tx(&mut src).await;
     assert_eq!(changes.len(), 1);
@@ -208,7 +318,10 @@ async fn a_purged_resume_point_is_a_definite_error_with_advice() {
     let maria = shared_maria().await;
     let db = maria.create_database("src_purged").await.unwrap();
     let ep = endpoint(db.url());
-    let from = Position::MySqlFile { file: "binlog.000999".into(), pos: 4 };
+    let from = Position::MySqlFile {
+        file: "binlog.000999".into(),
+        pos: 4,
+    };
     let result = MySqlSource::start(&ep, None, &from, SourceOptions::for_endpoint(&ep)).await;
     let err = match result {
         Err(e) => e,
@@ -217,7 +330,12 @@ async fn a_purged_resume_point_is_a_definite_error_with_advice() {
             .expect("an answer")
             .expect_err("the server refuses"),
     };
-    assert_eq!(err.class(), tandem_core::ErrorClass::Definite, "{}", err.report());
+    assert_eq!(
+        err.class(),
+        tandem_core::ErrorClass::Definite,
+        "{}",
+        err.report()
+    );
     assert!(err.to_string().contains("re-snapshot"), "{err}");
 }
 
@@ -226,11 +344,23 @@ async fn other_databases_are_not_emitted() {
     let maria = shared_maria().await;
     let db = maria.create_database("src_mine").await.unwrap();
     let other = maria.create_database("src_other").await.unwrap();
-    maria.sql(&db.name, "CREATE TABLE t (id INT PRIMARY KEY);").await.unwrap();
-    maria.sql(&other.name, "CREATE TABLE t (id INT PRIMARY KEY);").await.unwrap();
+    maria
+        .sql(&db.name, "CREATE TABLE t (id INT PRIMARY KEY);")
+        .await
+        .unwrap();
+    maria
+        .sql(&other.name, "CREATE TABLE t (id INT PRIMARY KEY);")
+        .await
+        .unwrap();
     let mut src = start(maria, &db, Duration::from_secs(1)).await;
-    maria.sql(&other.name, "INSERT INTO t VALUES (1);").await.unwrap();
-    maria.sql(&db.name, "INSERT INTO t VALUES (2);").await.unwrap();
+    maria
+        .sql(&other.name, "INSERT INTO t VALUES (1);")
+        .await
+        .unwrap();
+    maria
+        .sql(&db.name, "INSERT INTO t VALUES (2);")
+        .await
+        .unwrap();
     let (_, changes, _) = next_tx(&mut src).await;
     assert_eq!(changes[0].table.table.schema, db.name);
     let mut conn = mysql_async::Conn::from_url(db.url()).await.unwrap();

@@ -72,7 +72,7 @@ async fn http_get(addr: &str, path: &str) -> Option<String> {
 }
 
 #[tokio::test]
-async fn inventory_changes_reach_the_shop_and_survive_a_restart() {
+async fn changes_flow_both_ways_without_echo_and_survive_a_restart() {
     let pg = shared_pg().await;
     let maria = shared_maria().await;
     let pair = demo_pair(pg, maria, 50).await;
@@ -179,4 +179,9 @@ async fn inventory_changes_reach_the_shop_and_survive_a_restart() {
         .await
         .unwrap();
     assert!(cp.contains("inventory->retail"), "{cp}");
+    let cp = pg
+        .psql(&inv, "SELECT pipeline FROM tandem.checkpoints")
+        .await
+        .unwrap();
+    assert!(cp.contains("retail->inventory"), "{cp}");
 }

@@ -30,7 +30,11 @@ impl<'a> Cursor<'a> {
 
     pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], BinlogError> {
         if n > self.buf.len() {
-            return Err(BinlogError::Truncated { what, needed: n, available: self.buf.len() });
+            return Err(BinlogError::Truncated {
+                what,
+                needed: n,
+                available: self.buf.len(),
+            });
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;
@@ -47,7 +51,11 @@ impl<'a> Cursor<'a> {
                 self.buf = tail;
                 Ok(b)
             }
-            None => Err(BinlogError::Truncated { what, needed: 1, available: 0 }),
+            None => Err(BinlogError::Truncated {
+                what,
+                needed: 1,
+                available: 0,
+            }),
         }
     }
 
@@ -86,7 +94,10 @@ impl<'a> Cursor<'a> {
             0xfc => self.uint_le(2, what),
             0xfd => self.uint_le(3, what),
             0xfe => self.uint_le(8, what),
-            b => Err(BinlogError::invalid(what, format!("0x{b:02x} does not start a length"))),
+            b => Err(BinlogError::invalid(
+                what,
+                format!("0x{b:02x} does not start a length"),
+            )),
         }
     }
 
@@ -113,7 +124,10 @@ impl<'a> Cursor<'a> {
 
 /// Little-endian value of up to 8 bytes.
 pub fn le(bytes: &[u8]) -> u64 {
-    bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+    bytes
+        .iter()
+        .rev()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
 }
 
 /// Big-endian value of up to 8 bytes.
@@ -122,13 +136,17 @@ pub fn be(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn lengths_beyond_the_event_are_refused() {
         let mut c = Cursor::new(&[0xfc, 0xff, 0xff, 1, 2]);
-        assert!(matches!(c.lenenc_len("x"), Err(BinlogError::Truncated { .. })));
+        assert!(matches!(
+            c.lenenc_len("x"),
+            Err(BinlogError::Truncated { .. })
+        ));
         let mut c = Cursor::new(&[0xfb]);
         assert!(matches!(c.lenenc("x"), Err(BinlogError::Invalid { .. })));
         let mut c = Cursor::new(&[1, 2, 3]);

@@ -48,7 +48,8 @@ pub fn parse_gtid_list(data: &[u8]) -> Result<Vec<GtidEntry>, BinlogError> {
     let mut c = Cursor::new(data);
     // The top four bits are flags.
     let count = c.u32("GTID list count")? & 0x0fff_ffff;
-    let count = usize::try_from(count).map_err(|_| BinlogError::invalid("GTID list count", "too large"))?;
+    let count =
+        usize::try_from(count).map_err(|_| BinlogError::invalid("GTID list count", "too large"))?;
     if count.saturating_mul(16) > c.remaining() {
         return Err(BinlogError::Truncated {
             what: "GTID list",
@@ -71,7 +72,8 @@ pub fn parse_gtid_list(data: &[u8]) -> Result<Vec<GtidEntry>, BinlogError> {
 pub fn parse_binlog_checkpoint(data: &[u8]) -> Result<String, BinlogError> {
     let mut c = Cursor::new(data);
     let len = c.u32("checkpoint file name length")?;
-    let len = usize::try_from(len).map_err(|_| BinlogError::invalid("checkpoint file name", "too long"))?;
+    let len = usize::try_from(len)
+        .map_err(|_| BinlogError::invalid("checkpoint file name", "too long"))?;
     let name = c.take(len, "checkpoint file name")?;
     file_name(name)
 }
@@ -104,7 +106,10 @@ impl Rotate {
             })?;
             name = name.get(..keep).unwrap_or_default();
         }
-        Ok(Rotate { pos, file: file_name(name)? })
+        Ok(Rotate {
+            pos,
+            file: file_name(name)?,
+        })
     }
 }
 
@@ -139,11 +144,15 @@ impl<'a> Query<'a> {
         c.skip(status_len, "query status variables")?;
         let schema = c.take(schema_len, "query schema")?;
         c.skip(1, "query schema terminator")?;
-        Ok(Query { schema, sql: c.rest() })
+        Ok(Query {
+            schema,
+            sql: c.rest(),
+        })
     }
 
     pub fn kind(&self) -> QueryKind {
-        let text = String::from_utf8_lossy(self.sql.get(..self.sql.len().min(32)).unwrap_or_default());
+        let text =
+            String::from_utf8_lossy(self.sql.get(..self.sql.len().min(32)).unwrap_or_default());
         let first = text
             .trim_start()
             .split(|c: char| !c.is_ascii_alphabetic())
@@ -177,6 +186,7 @@ pub fn check_decodable(type_code: u8) -> Result<(), BinlogError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -195,10 +205,21 @@ mod tests {
             list.extend(n.to_le_bytes());
         }
         let l = parse_gtid_list(&list).unwrap();
-        assert_eq!(l, vec![
-            GtidEntry { domain: 0, server: 1, seq: 10 },
-            GtidEntry { domain: 5, server: 2, seq: 3 }
-        ]);
+        assert_eq!(
+            l,
+            vec![
+                GtidEntry {
+                    domain: 0,
+                    server: 1,
+                    seq: 10
+                },
+                GtidEntry {
+                    domain: 5,
+                    server: 2,
+                    seq: 3
+                }
+            ]
+        );
         list.truncate(20);
         assert!(parse_gtid_list(&list).is_err());
     }

@@ -68,7 +68,11 @@ pub const LOG_EVENT_SKIP_REPLICATION_F: u16 = 0x8000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BinlogError {
     #[error("Binlog event is truncated reading {what}: needs {needed} bytes, {available} left")]
-    Truncated { what: &'static str, needed: usize, available: usize },
+    Truncated {
+        what: &'static str,
+        needed: usize,
+        available: usize,
+    },
     #[error("Binlog event has an invalid {what}: {reason}")]
     Invalid { what: &'static str, reason: String },
     #[error(
@@ -95,7 +99,10 @@ pub enum BinlogError {
 
 impl BinlogError {
     pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
-        BinlogError::Invalid { what, reason: reason.into() }
+        BinlogError::Invalid {
+            what,
+            reason: reason.into(),
+        }
     }
 }
 

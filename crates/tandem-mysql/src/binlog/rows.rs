@@ -72,14 +72,25 @@ impl<'a> RowsEvent<'a> {
         let column_count = usize::try_from(c.lenenc("rows column count")?)
             .ok()
             .filter(|n| n.div_ceil(8) <= c.remaining())
-            .ok_or(BinlogError::invalid("rows column count", "larger than the event"))?;
+            .ok_or(BinlogError::invalid(
+                "rows column count",
+                "larger than the event",
+            ))?;
         let present = c.take(column_count.div_ceil(8), "present columns bitmap")?;
         let present_after = if kind == RowsKind::Update {
             c.take(column_count.div_ceil(8), "after image columns bitmap")?
         } else {
             present
         };
-        Ok(RowsEvent { kind, table_id, flags, column_count, present, present_after, body: c.rest() })
+        Ok(RowsEvent {
+            kind,
+            table_id,
+            flags,
+            column_count,
+            present,
+            present_after,
+            body: c.rest(),
+        })
     }
 }
 
@@ -98,7 +109,10 @@ impl TableDecoder {
         if ev.column_count != n {
             return Err(BinlogError::invalid(
                 "rows column count",
-                format!("{} columns in the rows event, {n} in its TABLE_MAP", ev.column_count),
+                format!(
+                    "{} columns in the rows event, {n} in its TABLE_MAP",
+                    ev.column_count
+                ),
             ));
         }
         let before_count = count_present(ev.present, n);
@@ -108,17 +122,22 @@ impl TableDecoder {
         let mut rows = 0usize;
         while !c.is_empty() {
             let change = match ev.kind {
-                RowsKind::Write => {
-                    RowChange::Insert { new: self.image(&mut c, ev.present_after, after_count)? }
-                }
+                RowsKind::Write => RowChange::Insert {
+                    new: self.image(&mut c, ev.present_after, after_count)?,
+                },
                 RowsKind::Delete => {
                     let old = self.image(&mut c, ev.present, before_count)?;
-                    RowChange::Delete { old: old_row(old, before_full) }
+                    RowChange::Delete {
+                        old: old_row(old, before_full),
+                    }
                 }
                 RowsKind::Update => {
                     let old = self.image(&mut c, ev.present, before_count)?;
                     let new = self.image(&mut c, ev.present_after, after_count)?;
-                    RowChange::Update { old: old_row(old, before_full), new }
+                    RowChange::Update {
+                        old: old_row(old, before_full),
+                        new,
+                    }
                 }
             };
             emit(change);
@@ -136,7 +155,11 @@ impl TableDecoder {
                 cells.push(Cell::Unchanged);
                 continue;
             }
-            let v = if bit(nulls, j) { Value::Null } else { self.value(i, plan, c)? };
+            let v = if bit(nulls, j) {
+                Value::Null
+            } else {
+                self.value(i, plan, c)?
+            };
             j += 1;
             cells.push(Cell::Value(v));
         }
@@ -148,7 +171,12 @@ impl TableDecoder {
             ValueError::Binlog(e) => e,
             ValueError::Decode(source) => BinlogError::Value {
                 table: self.schema.table.to_string(),
-                column: self.schema.columns.get(i).map(|c| c.name.clone()).unwrap_or_default(),
+                column: self
+                    .schema
+                    .columns
+                    .get(i)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default(),
                 source,
             },
         })
@@ -190,7 +218,11 @@ impl From<DecodeError> for ValueError {
 
 fn decode_value(plan: &ColumnPlan, c: &mut Cursor<'_>) -> Result<Value, ValueError> {
     Ok(match plan {
-        ColumnPlan::Int { width, unsigned, as_bool } => {
+        ColumnPlan::Int {
+            width,
+            unsigned,
+            as_bool,
+        } => {
             let w = usize::from(*width);
             let raw = le(c.take(w, "integer value")?);
             let shift = 64 - 8 * u32::from(*width);
@@ -275,14 +307,19 @@ fn decode_value(plan: &ColumnPlan, c: &mut Cursor<'_>) -> Result<Value, ValueErr
                 i => usize::try_from(i - 1)
                     .ok()
                     .and_then(|k| labels.as_ref()?.get(k))
-                    .map_or_else(|| unsupported_value("enum", i.to_string().as_bytes()), |l| Value::Text(l.clone())),
+                    .map_or_else(
+                        || unsupported_value("enum", i.to_string().as_bytes()),
+                        |l| Value::Text(l.clone()),
+                    ),
             }
         }
         ColumnPlan::Set { pack, labels } => {
             let bits = c.uint_le(usize::from(*pack), "set value")?;
             set_text(bits, labels.as_deref())
         }
-        ColumnPlan::Bit { len, type_name } => unsupported_value(type_name, c.take(*len, "bit value")?),
+        ColumnPlan::Bit { len, type_name } => {
+            unsupported_value(type_name, c.take(*len, "bit value")?)
+        }
         ColumnPlan::Null => Value::Null,
     })
 }

@@ -52,25 +52,52 @@ pub enum Out {
 /// How one column's bytes are read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnPlan {
-    Int { width: u8, unsigned: bool, as_bool: bool },
+    Int {
+        width: u8,
+        unsigned: bool,
+        as_bool: bool,
+    },
     Float32,
     Float64,
-    Decimal { precision: u8, scale: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     Year,
     Date,
-    Time2 { fsp: u8 },
-    DateTime2 { fsp: u8 },
-    Timestamp2 { fsp: u8 },
+    Time2 {
+        fsp: u8,
+    },
+    DateTime2 {
+        fsp: u8,
+    },
+    Timestamp2 {
+        fsp: u8,
+    },
     TimeOld,
     DateTimeOld,
     TimestampOld,
     /// A length prefix of `len_bytes` bytes, then the value.
-    Prefixed { len_bytes: u8, out: Out },
+    Prefixed {
+        len_bytes: u8,
+        out: Out,
+    },
     /// MySQL's binary JSON after a length prefix.
-    MySqlJson { len_bytes: u8 },
-    Enum { pack: u8, labels: Option<Arc<[String]>> },
-    Set { pack: u8, labels: Option<Arc<[String]>> },
-    Bit { len: usize, type_name: String },
+    MySqlJson {
+        len_bytes: u8,
+    },
+    Enum {
+        pack: u8,
+        labels: Option<Arc<[String]>>,
+    },
+    Set {
+        pack: u8,
+        labels: Option<Arc<[String]>>,
+    },
+    Bit {
+        len: usize,
+        type_name: String,
+    },
     Null,
 }
 
@@ -87,7 +114,10 @@ pub struct TableDecoder {
 
 impl TableDecoder {
     /// Build the decoder for `map`, using `catalog` if it describes the same columns.
-    pub fn new(map: &TableMap, catalog: Option<&[CatalogColumn]>) -> Result<TableDecoder, super::BinlogError> {
+    pub fn new(
+        map: &TableMap,
+        catalog: Option<&[CatalogColumn]>,
+    ) -> Result<TableDecoder, super::BinlogError> {
         let catalog = catalog.filter(|cols| catalog_matches(map, cols));
         let mut columns = Vec::with_capacity(map.columns.len());
         let mut plans = Vec::with_capacity(map.columns.len());
@@ -99,15 +129,22 @@ impl TableDecoder {
         }
         let key = match (catalog, &map.primary_key) {
             (_, Some(pk)) => pk.clone(),
-            (Some(cols), None) => {
-                cols.iter().enumerate().filter(|(_, c)| c.in_primary_key).map(|(i, _)| i).collect()
-            }
+            (Some(cols), None) => cols
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.in_primary_key)
+                .map(|(i, _)| i)
+                .collect(),
             (None, None) => Vec::new(),
         };
         let table = TableId::new(map.schema.clone(), map.table.clone());
         Ok(TableDecoder {
             is_marker: map.table.eq_ignore_ascii_case(MARKER_TABLE),
-            schema: Arc::new(TableSchema { table, columns, key }),
+            schema: Arc::new(TableSchema {
+                table,
+                columns,
+                key,
+            }),
             plans,
             from_catalog: catalog.is_some(),
         })
@@ -117,7 +154,9 @@ impl TableDecoder {
 fn catalog_matches(map: &TableMap, cols: &[CatalogColumn]) -> bool {
     cols.len() == map.columns.len()
         && map.columns.iter().zip(cols).all(|(m, c)| {
-            m.name.as_deref().is_none_or(|n| n.eq_ignore_ascii_case(&c.name))
+            m.name
+                .as_deref()
+                .is_none_or(|n| n.eq_ignore_ascii_case(&c.name))
         })
 }
 
@@ -142,15 +181,17 @@ fn column(
         (None, None) => Charset::Utf8,
     };
     let cat_type = cat.map(|c| &c.column_type);
-    let unsigned = mc.unsigned.unwrap_or_else(|| {
-        matches!(cat_type, Some(ColumnType::Int { unsigned: true, .. }))
-    });
+    let unsigned = mc.unsigned.unwrap_or(matches!(
+        cat_type,
+        Some(ColumnType::Int { unsigned: true, .. })
+    ));
     let out_for = |derived: ColumnType| -> (ColumnType, Out) {
         let ty = cat_type.cloned().unwrap_or(derived);
         let out = match &ty {
             ColumnType::Json => Out::Json(charset),
             ColumnType::Bytes { max_len: Some(n) }
-                if cat.is_some_and(|c| c.native_type.to_ascii_lowercase().starts_with("binary")) =>
+                if cat
+                    .is_some_and(|c| c.native_type.to_ascii_lowercase().starts_with("binary")) =>
             {
                 Out::BytesPadded(usize::try_from(*n).unwrap_or(0))
             }
@@ -166,7 +207,10 @@ fn column(
         if charset == Charset::Binary {
             ColumnType::Bytes { max_len: max }
         } else {
-            ColumnType::Text { max_chars: None, allows_nul: true }
+            ColumnType::Text {
+                max_chars: None,
+                allows_nul: true,
+            }
         }
     };
     let int = |bytes: u8| ColumnType::Int { bytes, unsigned };
@@ -181,28 +225,52 @@ fn column(
                 _ => 8,
             };
             let as_bool = matches!(cat_type, Some(ColumnType::Bool));
-            (int(width), ColumnPlan::Int { width, unsigned, as_bool })
+            (
+                int(width),
+                ColumnPlan::Int {
+                    width,
+                    unsigned,
+                    as_bool,
+                },
+            )
         }
         ct::FLOAT => (ColumnType::Float32, ColumnPlan::Float32),
         ct::DOUBLE => (ColumnType::Float64, ColumnPlan::Float64),
         ct::NEWDECIMAL => {
             let (precision, scale) = ((meta >> 8) as u8, (meta & 0xff) as u8);
             (
-                ColumnType::Decimal { precision: Some(precision.into()), scale: Some(scale.into()) },
+                ColumnType::Decimal {
+                    precision: Some(precision.into()),
+                    scale: Some(scale.into()),
+                },
                 ColumnPlan::Decimal { precision, scale },
             )
         }
-        ct::YEAR => (ColumnType::Int { bytes: 2, unsigned: false }, ColumnPlan::Year),
-        ct::DATE | ct::NEWDATE => {
-            (ColumnType::Date { min: mysql_min_date(), max: mysql_max_date() }, ColumnPlan::Date)
-        }
+        ct::YEAR => (
+            ColumnType::Int {
+                bytes: 2,
+                unsigned: false,
+            },
+            ColumnPlan::Year,
+        ),
+        ct::DATE | ct::NEWDATE => (
+            ColumnType::Date {
+                min: mysql_min_date(),
+                max: mysql_max_date(),
+            },
+            ColumnPlan::Date,
+        ),
         ct::TIME2 => {
             let fsp = (meta as u8).min(6);
             (ColumnType::Time { fsp }, ColumnPlan::Time2 { fsp })
         }
         ct::TIME => (ColumnType::Time { fsp: 0 }, ColumnPlan::TimeOld),
         ct::DATETIME2 | ct::DATETIME => {
-            let fsp = if mc.type_code == ct::DATETIME { 0 } else { (meta as u8).min(6) };
+            let fsp = if mc.type_code == ct::DATETIME {
+                0
+            } else {
+                (meta as u8).min(6)
+            };
             let derived = crate::types::column_type_from_sql(&format!("datetime({fsp})"));
             let plan = if mc.type_code == ct::DATETIME {
                 ColumnPlan::DateTimeOld
@@ -212,7 +280,11 @@ fn column(
             (derived, plan)
         }
         ct::TIMESTAMP2 | ct::TIMESTAMP => {
-            let fsp = if mc.type_code == ct::TIMESTAMP { 0 } else { (meta as u8).min(6) };
+            let fsp = if mc.type_code == ct::TIMESTAMP {
+                0
+            } else {
+                (meta as u8).min(6)
+            };
             let derived = crate::types::column_type_from_sql(&format!("timestamp({fsp})"));
             let plan = if mc.type_code == ct::TIMESTAMP {
                 ColumnPlan::TimestampOld
@@ -235,8 +307,13 @@ fn column(
             let len_bytes = (meta as u8).clamp(1, 4);
             let name = "geometry".to_owned();
             (
-                ColumnType::Unsupported { type_name: name.clone() },
-                ColumnPlan::Prefixed { len_bytes, out: Out::Unsupported(name) },
+                ColumnType::Unsupported {
+                    type_name: name.clone(),
+                },
+                ColumnPlan::Prefixed {
+                    len_bytes,
+                    out: Out::Unsupported(name),
+                },
             )
         }
         ct::JSON => {
@@ -248,15 +325,32 @@ fn column(
                 Some(ColumnType::Enum { labels }) => Some(labels.clone().into()),
                 _ => None,
             });
-            let derived = ColumnType::Enum { labels: labels.as_deref().map(<[String]>::to_vec).unwrap_or_default() };
-            (derived, ColumnPlan::Enum { pack: (meta as u8).clamp(1, 2), labels })
+            let derived = ColumnType::Enum {
+                labels: labels
+                    .as_deref()
+                    .map(<[String]>::to_vec)
+                    .unwrap_or_default(),
+            };
+            (
+                derived,
+                ColumnPlan::Enum {
+                    pack: (meta as u8).clamp(1, 2),
+                    labels,
+                },
+            )
         }
         ct::SET => {
             let labels = labels_text(&mc.labels, charset)
                 .or_else(|| cat.map(|c| enum_or_set_labels(&c.native_type).into()));
             (
-                ColumnType::Text { max_chars: None, allows_nul: true },
-                ColumnPlan::Set { pack: (meta as u8).clamp(1, 8), labels },
+                ColumnType::Text {
+                    max_chars: None,
+                    allows_nul: true,
+                },
+                ColumnPlan::Set {
+                    pack: (meta as u8).clamp(1, 8),
+                    labels,
+                },
             )
         }
         ct::BIT => {
@@ -264,11 +358,21 @@ fn column(
             let nbits = bytes * 8 + bits;
             let type_name = format!("bit({nbits})");
             (
-                ColumnType::Unsupported { type_name: type_name.clone() },
-                ColumnPlan::Bit { len: bytes + usize::from(bits > 0), type_name },
+                ColumnType::Unsupported {
+                    type_name: type_name.clone(),
+                },
+                ColumnPlan::Bit {
+                    len: bytes + usize::from(bits > 0),
+                    type_name,
+                },
             )
         }
-        ct::NULL => (ColumnType::Unsupported { type_name: "null".into() }, ColumnPlan::Null),
+        ct::NULL => (
+            ColumnType::Unsupported {
+                type_name: "null".into(),
+            },
+            ColumnPlan::Null,
+        ),
         other => {
             return Err(super::BinlogError::invalid(
                 "column type",
@@ -278,7 +382,10 @@ fn column(
     };
     // Typed decoders keep the catalog's refinements (bool, json, bounds) where they apply.
     let column_type = match (&plan, cat_type) {
-        (ColumnPlan::Prefixed { .. } | ColumnPlan::Enum { .. } | ColumnPlan::Set { .. }, Some(t)) => t.clone(),
+        (
+            ColumnPlan::Prefixed { .. } | ColumnPlan::Enum { .. } | ColumnPlan::Set { .. },
+            Some(t),
+        ) => t.clone(),
         (_, Some(t)) if same_family(t, &derived) => t.clone(),
         _ => derived,
     };
@@ -287,9 +394,20 @@ fn column(
         .clone()
         .or_else(|| cat.map(|c| c.name.clone()))
         .unwrap_or_else(|| format!("@{}", i + 1));
-    let native_type = cat.map_or_else(|| format!("binlog type {}", mc.type_code), |c| c.native_type.clone());
+    let native_type = cat.map_or_else(
+        || format!("binlog type {}", mc.type_code),
+        |c| c.native_type.clone(),
+    );
     let nullable = cat.map_or(mc.nullable, |c| c.nullable);
-    Ok((ColumnSchema { name, column_type, native_type, nullable }, plan))
+    Ok((
+        ColumnSchema {
+            name,
+            column_type,
+            native_type,
+            nullable,
+        },
+        plan,
+    ))
 }
 
 fn same_family(a: &ColumnType, b: &ColumnType) -> bool {

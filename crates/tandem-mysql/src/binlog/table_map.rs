@@ -107,7 +107,13 @@ fn is_numeric(t: u8) -> bool {
 fn is_character(t: u8) -> bool {
     matches!(
         t,
-        ct::STRING | ct::VAR_STRING | ct::VARCHAR | ct::BLOB | ct::TINY_BLOB | ct::MEDIUM_BLOB | ct::LONG_BLOB
+        ct::STRING
+            | ct::VAR_STRING
+            | ct::VARCHAR
+            | ct::BLOB
+            | ct::TINY_BLOB
+            | ct::MEDIUM_BLOB
+            | ct::LONG_BLOB
     )
 }
 
@@ -116,17 +122,26 @@ fn is_enum_or_set(t: u8) -> bool {
 }
 
 fn name_text(bytes: &[u8], what: &'static str) -> Result<String, BinlogError> {
-    std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| BinlogError::invalid(what, "not UTF-8"))
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| BinlogError::invalid(what, "not UTF-8"))
 }
 
 /// Read the per-column metadata word for `type_code`; returns the real type and metadata.
 fn read_meta(c: &mut Cursor<'_>, type_code: u8) -> Result<(u8, u16), BinlogError> {
     const WHAT: &str = "column metadata";
     Ok(match type_code {
-        ct::FLOAT | ct::DOUBLE | ct::BLOB | ct::TINY_BLOB | ct::MEDIUM_BLOB | ct::LONG_BLOB
-        | ct::GEOMETRY | ct::JSON | ct::TIMESTAMP2 | ct::DATETIME2 | ct::TIME2 => {
-            (type_code, u16::from(c.u8(WHAT)?))
-        }
+        ct::FLOAT
+        | ct::DOUBLE
+        | ct::BLOB
+        | ct::TINY_BLOB
+        | ct::MEDIUM_BLOB
+        | ct::LONG_BLOB
+        | ct::GEOMETRY
+        | ct::JSON
+        | ct::TIMESTAMP2
+        | ct::DATETIME2
+        | ct::TIME2 => (type_code, u16::from(c.u8(WHAT)?)),
         ct::VARCHAR | ct::VAR_STRING => (type_code, c.u16(WHAT)?),
         // Low byte: bits in the last byte; high byte: whole bytes.
         ct::BIT => {
@@ -144,7 +159,10 @@ fn read_meta(c: &mut Cursor<'_>, type_code: u8) -> Result<(u8, u16), BinlogError
             let b1 = c.u8(WHAT)?;
             // CHAR columns longer than 255 bytes fold two length bits into the type byte.
             let (real, len) = if b0 & 0x30 != 0x30 {
-                (b0 | 0x30, u16::from(b1) | (u16::from((b0 & 0x30) ^ 0x30) << 4))
+                (
+                    b0 | 0x30,
+                    u16::from(b1) | (u16::from((b0 & 0x30) ^ 0x30) << 4),
+                )
             } else {
                 (b0, u16::from(b1))
             };
@@ -153,10 +171,24 @@ fn read_meta(c: &mut Cursor<'_>, type_code: u8) -> Result<(u8, u16), BinlogError
                 _ => (ct::STRING, len),
             }
         }
-        ct::DECIMAL | ct::TINY | ct::SHORT | ct::LONG | ct::NULL | ct::TIMESTAMP | ct::LONGLONG
-        | ct::INT24 | ct::DATE | ct::TIME | ct::DATETIME | ct::YEAR | ct::NEWDATE => (type_code, 0),
+        ct::DECIMAL
+        | ct::TINY
+        | ct::SHORT
+        | ct::LONG
+        | ct::NULL
+        | ct::TIMESTAMP
+        | ct::LONGLONG
+        | ct::INT24
+        | ct::DATE
+        | ct::TIME
+        | ct::DATETIME
+        | ct::YEAR
+        | ct::NEWDATE => (type_code, 0),
         other => {
-            return Err(BinlogError::invalid("column type", format!("unknown binlog column type {other}")))
+            return Err(BinlogError::invalid(
+                "column type",
+                format!("unknown binlog column type {other}"),
+            ))
         }
     })
 }
@@ -204,7 +236,13 @@ impl TableMap {
                 labels: None,
             });
         }
-        let mut map = TableMap { table_id, schema, table, columns, primary_key: None };
+        let mut map = TableMap {
+            table_id,
+            schema,
+            table,
+            columns,
+            primary_key: None,
+        };
         while !c.is_empty() {
             let kind = c.u8("optional metadata type")?;
             let value = c.lenenc_bytes("optional metadata field")?;
@@ -217,7 +255,10 @@ impl TableMap {
         let mut c = Cursor::new(value);
         match kind {
             field::SIGNEDNESS => {
-                let numeric = self.columns.iter_mut().filter(|col| is_numeric(col.type_code));
+                let numeric = self
+                    .columns
+                    .iter_mut()
+                    .filter(|col| is_numeric(col.type_code));
                 for (i, col) in numeric.enumerate() {
                     // One bit per numeric column, most significant bit first.
                     let byte = value.get(i / 8).copied().ok_or(BinlogError::Truncated {
@@ -229,11 +270,17 @@ impl TableMap {
                 }
             }
             field::DEFAULT_CHARSET | field::ENUM_AND_SET_DEFAULT_CHARSET => {
-                let pick: fn(u8) -> bool =
-                    if kind == field::DEFAULT_CHARSET { is_character } else { is_enum_or_set };
+                let pick: fn(u8) -> bool = if kind == field::DEFAULT_CHARSET {
+                    is_character
+                } else {
+                    is_enum_or_set
+                };
                 let default = lenenc_u32(&mut c, "default collation")?;
-                let mut cols: Vec<&mut MapColumn> =
-                    self.columns.iter_mut().filter(|col| pick(col.type_code)).collect();
+                let mut cols: Vec<&mut MapColumn> = self
+                    .columns
+                    .iter_mut()
+                    .filter(|col| pick(col.type_code))
+                    .collect();
                 for col in cols.iter_mut() {
                     col.collation = Some(default);
                 }
@@ -247,8 +294,11 @@ impl TableMap {
                 }
             }
             field::COLUMN_CHARSET | field::ENUM_AND_SET_COLUMN_CHARSET => {
-                let pick: fn(u8) -> bool =
-                    if kind == field::COLUMN_CHARSET { is_character } else { is_enum_or_set };
+                let pick: fn(u8) -> bool = if kind == field::COLUMN_CHARSET {
+                    is_character
+                } else {
+                    is_enum_or_set
+                };
                 for col in self.columns.iter_mut().filter(|col| pick(col.type_code)) {
                     col.collation = Some(lenenc_u32(&mut c, "column collation")?);
                 }
@@ -259,7 +309,11 @@ impl TableMap {
                 }
             }
             field::SET_STR_VALUE | field::ENUM_STR_VALUE => {
-                let want = if kind == field::SET_STR_VALUE { ct::SET } else { ct::ENUM };
+                let want = if kind == field::SET_STR_VALUE {
+                    ct::SET
+                } else {
+                    ct::ENUM
+                };
                 for col in self.columns.iter_mut().filter(|col| col.type_code == want) {
                     let count = c.lenenc_len("label count")?;
                     let mut labels = Vec::with_capacity(count);
@@ -274,7 +328,10 @@ impl TableMap {
                 while !c.is_empty() {
                     let idx = c.lenenc_len("primary key column")?;
                     if idx >= self.columns.len() {
-                        return Err(BinlogError::invalid("primary key column", format!("{idx} out of range")));
+                        return Err(BinlogError::invalid(
+                            "primary key column",
+                            format!("{idx} out of range"),
+                        ));
                     }
                     key.push(idx);
                     if kind == field::PRIMARY_KEY_WITH_PREFIX {
@@ -301,6 +358,7 @@ pub(crate) fn bit(bitmap: &[u8], i: usize) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -319,7 +377,20 @@ mod tests {
         d.push(0b110);
         d.extend([field::SIGNEDNESS, 1, 0x80]);
         d.extend([field::DEFAULT_CHARSET, 1, 45]);
-        d.extend([field::COLUMN_NAME, 10, 2, b'i', b'd', 4, b'n', b'a', b'm', b'e', 1, b'e']);
+        d.extend([
+            field::COLUMN_NAME,
+            10,
+            2,
+            b'i',
+            b'd',
+            4,
+            b'n',
+            b'a',
+            b'm',
+            b'e',
+            1,
+            b'e',
+        ]);
         d.extend([field::ENUM_STR_VALUE, 5, 2, 1, b'x', 1, b'y']);
         d.extend([field::SIMPLE_PRIMARY_KEY, 1, 0]);
         d
@@ -328,7 +399,10 @@ mod tests {
     #[test]
     fn full_metadata_names_types_and_keys() {
         let m = TableMap::parse(&sample_table_map()).unwrap();
-        assert_eq!((m.table_id, m.schema.as_str(), m.table.as_str()), (7, "db", "t"));
+        assert_eq!(
+            (m.table_id, m.schema.as_str(), m.table.as_str()),
+            (7, "db", "t")
+        );
         assert!(m.has_names());
         let names: Vec<_> = m.columns.iter().map(|c| c.name.clone().unwrap()).collect();
         assert_eq!(names, ["id", "name", "e"]);
@@ -336,7 +410,10 @@ mod tests {
         assert_eq!(m.columns[1].collation, Some(45));
         assert_eq!(m.columns[1].meta, 40);
         assert_eq!(m.columns[2].type_code, ct::ENUM);
-        assert_eq!(m.columns[2].labels.as_deref(), Some(&[b"x".to_vec(), b"y".to_vec()][..]));
+        assert_eq!(
+            m.columns[2].labels.as_deref(),
+            Some(&[b"x".to_vec(), b"y".to_vec()][..])
+        );
         assert!(!m.columns[0].nullable && m.columns[1].nullable);
         assert_eq!(m.primary_key, Some(vec![0]));
     }

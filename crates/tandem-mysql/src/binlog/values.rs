@@ -14,11 +14,26 @@ use super::cursor::{be, le};
 use crate::types::{fraction_text, unsupported_value, DecodeError};
 
 fn bad(type_name: &str, reason: &'static str) -> DecodeError {
-    DecodeError::Malformed { type_name: type_name.to_owned(), text: String::new(), reason }
+    DecodeError::Malformed {
+        type_name: type_name.to_owned(),
+        text: String::new(),
+        reason,
+    }
 }
 
 const DIG2BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
-const POW10: [u64; 10] = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000];
+const POW10: [u64; 10] = [
+    1,
+    10,
+    100,
+    1000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+];
 
 /// Bytes a `DECIMAL(precision, scale)` takes in a row.
 pub fn decimal_len(precision: u8, scale: u8) -> Result<usize, DecodeError> {
@@ -37,10 +52,17 @@ pub fn decimal_len(precision: u8, scale: u8) -> Result<usize, DecodeError> {
 pub fn decode_decimal(bytes: &[u8], precision: u8, scale: u8) -> Result<Value, DecodeError> {
     let len = decimal_len(precision, scale)?;
     let mut buf = [0u8; 40];
-    let raw = bytes.get(..len).ok_or_else(|| bad("decimal", "truncated"))?;
-    let dst = buf.get_mut(..len).ok_or_else(|| bad("decimal", "too long"))?;
+    let raw = bytes
+        .get(..len)
+        .ok_or_else(|| bad("decimal", "truncated"))?;
+    let dst = buf
+        .get_mut(..len)
+        .ok_or_else(|| bad("decimal", "too long"))?;
     dst.copy_from_slice(raw);
-    let first = dst.first().copied().ok_or_else(|| bad("decimal", "empty"))?;
+    let first = dst
+        .first()
+        .copied()
+        .ok_or_else(|| bad("decimal", "empty"))?;
     let negative = first & 0x80 == 0;
     if negative {
         dst.iter_mut().for_each(|b| *b = !*b);
@@ -56,8 +78,13 @@ pub fn decode_decimal(bytes: &[u8], precision: u8, scale: u8) -> Result<Value, D
     }
     let mut pos = 0usize;
     let mut group = |digits: usize, s: &mut String| -> Result<(), DecodeError> {
-        let n = DIG2BYTES.get(digits).copied().ok_or_else(|| bad("decimal", "group"))?;
-        let v = be(dst.get(pos..pos + n).ok_or_else(|| bad("decimal", "truncated"))?);
+        let n = DIG2BYTES
+            .get(digits)
+            .copied()
+            .ok_or_else(|| bad("decimal", "group"))?;
+        let v = be(dst
+            .get(pos..pos + n)
+            .ok_or_else(|| bad("decimal", "truncated"))?);
         pos += n;
         if v >= POW10.get(digits).copied().unwrap_or(0) {
             return Err(bad("decimal", "digit group out of range"));
@@ -84,7 +111,9 @@ pub fn decode_decimal(bytes: &[u8], precision: u8, scale: u8) -> Result<Value, D
             group(frac % 9, &mut s)?;
         }
     }
-    BigDecimal::from_str(&s).map(Value::Decimal).map_err(|_| bad("decimal", "not a number"))
+    BigDecimal::from_str(&s)
+        .map(Value::Decimal)
+        .map_err(|_| bad("decimal", "not a number"))
 }
 
 /// Fractional-second bytes for `fsp` digits, and their value in microseconds.
@@ -120,13 +149,19 @@ pub fn decode_datetime2(bytes: &[u8], fsp: u8) -> Value {
     let ym = ymd >> 5;
     let (y, mo, d) = ((ym / 13) as i32, (ym % 13) as u32, (ymd & 31) as u32);
     let hms = packed & 0x1_ffff;
-    let (h, mi, s) = ((hms >> 12) as u32, ((hms >> 6) & 63) as u32, (hms & 63) as u32);
+    let (h, mi, s) = (
+        (hms >> 12) as u32,
+        ((hms >> 6) & 63) as u32,
+        (hms & 63) as u32,
+    );
     let micros = frac_micros(frac, fsp);
     match NaiveDate::from_ymd_opt(y, mo, d).and_then(|dt| dt.and_hms_micro_opt(h, mi, s, micros)) {
         Some(t) => Value::Timestamp(t),
         None => {
-            let text =
-                format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}{}", fraction_text(micros, fsp));
+            let text = format!(
+                "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}{}",
+                fraction_text(micros, fsp)
+            );
             unsupported_value("datetime", text.as_bytes())
         }
     }
@@ -179,7 +214,11 @@ pub fn decode_time2(bytes: &[u8], fsp: u8) -> Value {
     let abs = packed.unsigned_abs();
     let hms = abs >> 24;
     let micros = (abs % (1 << 24)) as u32;
-    let (h, mi, s) = ((hms >> 12) % (1 << 10), (hms >> 6) % (1 << 6), hms % (1 << 6));
+    let (h, mi, s) = (
+        (hms >> 12) % (1 << 10),
+        (hms >> 6) % (1 << 6),
+        hms % (1 << 6),
+    );
     if !negative && h < 24 {
         if let Some(t) = NaiveTime::from_hms_micro_opt(h as u32, mi as u32, s as u32, micros) {
             return Value::Time(t);
@@ -209,8 +248,16 @@ pub fn decode_timestamp_old(bytes: &[u8]) -> Value {
 pub fn decode_datetime_old(bytes: &[u8]) -> Value {
     let v = le(bytes);
     let (date, time) = (v / 1_000_000, v % 1_000_000);
-    let (y, mo, d) = ((date / 10_000) as i32, (date / 100 % 100) as u32, (date % 100) as u32);
-    let (h, mi, s) = ((time / 10_000) as u32, (time / 100 % 100) as u32, (time % 100) as u32);
+    let (y, mo, d) = (
+        (date / 10_000) as i32,
+        (date / 100 % 100) as u32,
+        (date % 100) as u32,
+    );
+    let (h, mi, s) = (
+        (time / 10_000) as u32,
+        (time / 100 % 100) as u32,
+        (time % 100) as u32,
+    );
     match NaiveDate::from_ymd_opt(y, mo, d).and_then(|dt| dt.and_hms_opt(h, mi, s)) {
         Some(t) => Value::Timestamp(t),
         None => unsupported_value(
@@ -271,7 +318,9 @@ impl Charset {
         match self {
             Charset::Utf8 | Charset::Binary => std::str::from_utf8(bytes)
                 .map(str::to_owned)
-                .map_err(|_| DecodeError::InvalidUtf8 { type_name: type_name.to_owned() }),
+                .map_err(|_| DecodeError::InvalidUtf8 {
+                    type_name: type_name.to_owned(),
+                }),
             Charset::Latin1 => Ok(bytes.iter().map(|&b| cp1252(b)).collect()),
         }
     }
@@ -293,6 +342,7 @@ fn cp1252(b: u8) -> char {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -304,20 +354,35 @@ mod tests {
     fn decimals_decode_exactly() {
         // MySQL manual's example: 1234567890.1234 as DECIMAL(14,4).
         let bytes = [0x81, 0x0D, 0xFB, 0x38, 0xD2, 0x04, 0xD2];
-        assert_eq!(decode_decimal(&bytes, 14, 4).unwrap(), dec("1234567890.1234"));
+        assert_eq!(
+            decode_decimal(&bytes, 14, 4).unwrap(),
+            dec("1234567890.1234")
+        );
         let neg: Vec<u8> = bytes.iter().map(|b| !b).collect();
-        assert_eq!(decode_decimal(&neg, 14, 4).unwrap(), dec("-1234567890.1234"));
+        assert_eq!(
+            decode_decimal(&neg, 14, 4).unwrap(),
+            dec("-1234567890.1234")
+        );
         // DECIMAL(10,2) value 0.05 and 12.00.
         assert_eq!(decimal_len(10, 2).unwrap(), 5);
-        assert_eq!(decode_decimal(&[0x80, 0, 0, 0, 5], 10, 2).unwrap(), dec("0.05"));
-        assert_eq!(decode_decimal(&[0x80, 0, 0, 12, 0], 10, 2).unwrap(), dec("12.00"));
+        assert_eq!(
+            decode_decimal(&[0x80, 0, 0, 0, 5], 10, 2).unwrap(),
+            dec("0.05")
+        );
+        assert_eq!(
+            decode_decimal(&[0x80, 0, 0, 12, 0], 10, 2).unwrap(),
+            dec("12.00")
+        );
         assert!(decode_decimal(&[0x80, 0], 10, 2).is_err());
         assert!(decode_decimal(&[0x80; 40], 66, 2).is_err());
     }
 
     #[test]
     fn temporal_edge_values() {
-        assert_eq!(decode_date(&[0, 0, 0]), unsupported_value("date", b"0000-00-00"));
+        assert_eq!(
+            decode_date(&[0, 0, 0]),
+            unsupported_value("date", b"0000-00-00")
+        );
         // 2024-02-29: 2024 << 9 | 2 << 5 | 29
         let v: u32 = (2024 << 9) | (2 << 5) | 29;
         assert_eq!(decode_date(&v.to_le_bytes()[..3]).to_string(), "2024-02-29");
@@ -335,7 +400,13 @@ mod tests {
             decode_time2(&packed.to_be_bytes()[5..], 0),
             unsupported_value("time", b"838:59:59")
         );
-        assert_eq!(decode_time2(&[0x80, 0x00, 0x00], 0).to_string(), "00:00:00.000000");
-        assert_eq!(Charset::Latin1.decode("t", &[0x80, b'a', 0xe9]).unwrap(), "€aé");
+        assert_eq!(
+            decode_time2(&[0x80, 0x00, 0x00], 0).to_string(),
+            "00:00:00.000000"
+        );
+        assert_eq!(
+            Charset::Latin1.decode("t", &[0x80, b'a', 0xe9]).unwrap(),
+            "€aé"
+        );
     }
 }

@@ -143,7 +143,31 @@ pub async fn open_source(
                     .await?;
             Ok(Box::new(source))
         }
-        EndpointKind::Mysql => Err(StageError::definite("source not wired yet", "wait")),
+        EndpointKind::Mysql => {
+            let resume = match checkpoint {
+                Some(cp) => cp,
+                None => {
+                    let conn = tandem_mysql::connect::connect(ep, pw.as_ref()).await?;
+                    let snap = tandem_mysql::snapshot::Snapshot::begin(conn).await?;
+                    let position = snap.position.clone();
+                    let reader = super::snapshot::MySqlSnapshotReader::open(snap, tables).await?;
+                    super::snapshot::copy(
+                        Box::new(reader),
+                        tables,
+                        position.clone(),
+                        tx,
+                        board,
+                        direction,
+                    )
+                    .await?;
+                    position
+                }
+            };
+            let options = tandem_mysql::source::SourceOptions::for_endpoint(ep);
+            let source =
+                tandem_mysql::source::MySqlSource::start(ep, pw.as_ref(), &resume, options).await?;
+            Ok(Box::new(source))
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 mod backoff;
 mod direction;
 mod endpoints;
+mod monitor;
 mod snapshot;
 
 use std::net::SocketAddr;
@@ -93,6 +94,7 @@ pub async fn run(path: &Path) -> u8 {
         let d = direction::Direction::new(cfg.clone(), from, to, board.clone(), wb_out, wb_in);
         tasks.push(tokio::spawn(d.supervise(stop_rx.clone())));
     }
+    let monitor = tokio::spawn(monitor::run(cfg.clone(), board.clone(), stop_rx.clone()));
     info!(directions = tasks.len(), listen = %addr, "tandem running");
 
     wait_for_signal().await;
@@ -106,6 +108,7 @@ pub async fn run(path: &Path) -> u8 {
         );
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    monitor.abort();
     info!("stopped");
     0
 }

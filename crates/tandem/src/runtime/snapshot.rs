@@ -54,6 +54,53 @@ impl SnapshotReader for tandem_postgres::snapshot::PgSnapshot {
     }
 }
 
+/// MySQL/MariaDB: one consistent-snapshot transaction, tables copied by primary key.
+pub struct MySqlSnapshotReader {
+    pub snapshot: tandem_mysql::snapshot::Snapshot,
+    pub copies: std::collections::HashMap<TableId, tandem_mysql::snapshot::TableCopy>,
+}
+
+/// Rows per chunk of a MySQL table copy.
+const MYSQL_CHUNK_ROWS: usize = tandem_mysql::snapshot::DEFAULT_CHUNK_ROWS;
+
+impl MySqlSnapshotReader {
+    pub async fn open(
+        mut snapshot: tandem_mysql::snapshot::Snapshot,
+        tables: &[TableId],
+    ) -> Result<Self, StageError> {
+        let mut copies = std::collections::HashMap::new();
+        for t in tables {
+            let copy = snapshot.open_table(&t.schema, &t.name, None).await?;
+            copies.insert(t.clone(), copy);
+        }
+        Ok(MySqlSnapshotReader { snapshot, copies })
+    }
+}
+
+#[async_trait]
+impl SnapshotReader for MySqlSnapshotReader {
+    fn schema(&self, table: &TableId) -> Option<Arc<TableSchema>> {
+        self.copies.get(table).map(|c| Arc::clone(&c.schema))
+    }
+    async fn next_chunk(&mut self, table: &TableId) -> Result<Option<Vec<Row>>, StageError> {
+        match self.copies.get_mut(table) {
+            Some(copy) => self.snapshot.next_chunk(copy, MYSQL_CHUNK_ROWS).await,
+            None => Ok(None),
+        }
+    }
+    fn progress(&self, table: &TableId) -> (u64, Option<u64>) {
+        self.copies.get(table).map_or((0, None), |c| {
+            (
+                c.progress.rows,
+                Some(c.progress.estimated_total).filter(|t| *t > 0),
+            )
+        })
+    }
+    async fn finish(self: Box<Self>) -> Result<(), StageError> {
+        self.snapshot.finish().await.map(drop)
+    }
+}
+
 fn eta(done: u64, total: Option<u64>, rate: f64) -> String {
     match total {
         Some(t) if t > done && rate > 0.0 => format!("{:.0}s", (t - done) as f64 / rate),
