@@ -25,7 +25,9 @@ CREATE TABLE IF NOT EXISTS order_lines (
     sku         varchar(64) NOT NULL,
     qty         int NOT NULL,
     unit_price  decimal(12,2) NOT NULL,
-    created_at  datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
+    created_at  datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    -- Personal data: the "sales" mapping masks it before it reaches the inventory.
+    customer_email  varchar(255) NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 INSERT IGNORE INTO customers (email, name)

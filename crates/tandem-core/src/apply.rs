@@ -54,6 +54,9 @@ pub struct WriteBack {
     pub key: Vec<(usize, Value)>,
     /// Mapped-column index → the owner's value.
     pub columns: Vec<(usize, Value)>,
+    /// Per entry of `columns`: the value the other side sent and the owner rejected; the
+    /// write-back only happens where that side still holds it.
+    pub rejected: Vec<(usize, Value)>,
 }
 
 pub struct ApplierSettings {
@@ -86,6 +89,8 @@ pub struct Applier {
     dead: Vec<DeadLetter>,
     conflict_counts: BTreeMap<(String, String, String), u64>,
     last_progress: Option<Instant>,
+    /// The open source transaction is an initial snapshot.
+    tx_snapshot: bool,
 }
 
 type RowStates = (Option<Vec<Value>>, Option<Vec<Value>>);
@@ -185,6 +190,7 @@ impl Applier {
             dead: Vec::new(),
             conflict_counts: BTreeMap::new(),
             last_progress: None,
+            tx_snapshot: false,
         }
     }
 
@@ -241,8 +247,9 @@ impl Applier {
                 return Ok(());
             };
             match event {
-                SourceEvent::Begin(_) => {
+                SourceEvent::Begin(b) => {
                     in_tx = true;
+                    self.tx_snapshot = b.snapshot;
                     self.ensure_open().await?;
                 }
                 SourceEvent::Change(c) => {
@@ -397,9 +404,33 @@ impl Applier {
             .iter()
             .map(|i| key_map.get(i).cloned())
             .collect();
-        let columns: Vec<(usize, Value)> = wb.columns.iter().filter_map(conv).collect();
-        if let (Some(key), false) = (key, columns.is_empty()) {
-            let target = m.target.clone();
+        let Some(key) = key else { return Ok(()) };
+        let target = m.target.clone();
+        // Only where the side still holds the value the owner rejected: if it changed
+        // since (the owner's own newer change arrived, or the application wrote again),
+        // writing the owner's older value back would undo it.
+        let current = self
+            .sink
+            .fetch_current(&target, std::slice::from_ref(&key))
+            .await?;
+        let Some(Some(row)) = current.into_iter().next() else {
+            return Ok(());
+        };
+        let columns: Vec<(usize, Value)> = wb
+            .columns
+            .iter()
+            .zip(&wb.rejected)
+            .filter(|(_, (i, rejected))| {
+                let (name, ty) = match target.columns.get(*i) {
+                    Some(c) => c,
+                    None => return false,
+                };
+                let rejected = crate::convert::convert(name, rejected, ty);
+                matches!((row.get(*i), rejected), (Some(cur), Ok(r)) if cur.same_as(&r))
+            })
+            .filter_map(|(c, _)| conv(c))
+            .collect();
+        if !columns.is_empty() {
             self.sink
                 .write(&target, &[RowWrite::Update { key, columns }])
                 .await?;
@@ -464,7 +495,11 @@ impl Applier {
                 continue;
             }
             let m = &mut self.mappers[mi];
-            match m.map(&ch.table, &ch.row) {
+            // A row the source side's `where` filter keeps at home maps to nothing.
+            let Some(mapped_change) = m.map_filtered(&ch.table, &ch.row).transpose() else {
+                continue;
+            };
+            match mapped_change {
                 Ok(TargetChange::Update {
                     before: Some(b),
                     after,
@@ -563,6 +598,7 @@ impl Applier {
             lww: m.lww,
             source_endpoint: &m.source_endpoint,
             source_wins_ties: m.source_wins_ties,
+            initial_sync: self.tx_snapshot,
         };
         let mut write_backs = Vec::new();
         for ((tc, ch), ks) in mapped.iter().zip(&change_keys) {
@@ -626,6 +662,17 @@ impl Applier {
                             .key
                             .iter()
                             .filter_map(|&i| t.get(i).map(|v| (i, v.clone())))
+                            .collect(),
+                        rejected: r
+                            .write_back
+                            .iter()
+                            .map(|(i, _)| match tc {
+                                TargetChange::Insert { after }
+                                | TargetChange::Update { after, .. } => {
+                                    (*i, after.get(*i).cloned().flatten().unwrap_or(Value::Null))
+                                }
+                                TargetChange::Delete { .. } => (*i, Value::Null),
+                            })
                             .collect(),
                         columns: r.write_back.clone(),
                     });

@@ -149,6 +149,9 @@ pub struct TxBegin {
     /// Replication origin the source database recorded for it, if any (PostgreSQL origin
     /// name; MariaDB `domain-server`). Transactions of tandem's own origin never get here.
     pub origin: Option<String>,
+    /// The rows of an initial snapshot, not changes: a row the target already holds is
+    /// reconciled, not added to (see `resolve`, initial sync).
+    pub snapshot: bool,
 }
 
 /// The end of a source transaction: where to resume after it.

@@ -18,6 +18,8 @@ pub mod check;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod expr;
+pub mod ledger;
 pub mod mapper;
 pub mod position;
 pub mod resolve;
@@ -26,6 +28,7 @@ pub mod source;
 pub mod telemetry;
 pub mod transport;
 pub mod value;
+pub mod verify;
 
 pub use change::{
     Cell, Change, ColumnSchema, OldRow, Row, RowChange, SourceEvent, TableId, TableSchema,

@@ -104,6 +104,10 @@ pub struct Resolver<'a> {
     pub lww: Option<usize>,
     pub source_endpoint: &'a str,
     pub source_wins_ties: bool,
+    /// The change is a row of an initial snapshot: where the target already holds the
+    /// row, a counter's value is a state to reconcile, not a change to add — the endpoint
+    /// listed first wins, so both directions' snapshots agree.
+    pub initial_sync: bool,
 }
 
 fn order(a: &Value, b: &Value) -> Option<Ordering> {
@@ -300,6 +304,19 @@ impl Resolver<'_> {
                 write_back.push((c, tc.clone()));
                 continue;
             }
+            if delta && is_insert && self.initial_sync {
+                if a.same_as(tc) {
+                    continue;
+                }
+                strategies.push("delta(initial sync: first endpoint wins)".to_owned());
+                if self.source_wins_ties {
+                    took_incoming = true;
+                    set.push((c, a.clone()));
+                } else {
+                    kept = true;
+                }
+                continue;
+            }
             if delta && !is_insert && b.is_none() {
                 // An update without its before-image carries no delta: take the value
                 // as it came and record the conflict so a DBA can check the counter.
@@ -407,6 +424,7 @@ mod tests {
             lww: Some(4),
             source_endpoint: from,
             source_wins_ties: from == "inventory",
+            initial_sync: false,
         }
     }
 
@@ -609,6 +627,45 @@ mod tests {
             Some(&t),
         );
         assert_eq!((r.write, r.conflict), (None, None));
+    }
+
+    #[test]
+    fn initial_sync_reconciles_counters_by_priority_instead_of_adding() {
+        let s = strategies();
+        let incoming = row(90, 5, "a", 1, 3, "");
+        let t = row(100, 5, "a", 1, 3, "");
+        let mut r = resolver(&s, "retail");
+        r.initial_sync = true;
+        let res = r.resolve(
+            &TargetChange::Insert {
+                after: some(incoming.clone()),
+            },
+            Some(&t),
+        );
+        assert!(
+            sets(&res).is_empty(),
+            "retail is not listed first: inventory's count stays"
+        );
+        let mut r = resolver(&s, "inventory");
+        r.initial_sync = true;
+        let res = r.resolve(
+            &TargetChange::Insert {
+                after: some(incoming),
+            },
+            Some(&t),
+        );
+        assert_eq!(sets(&res), vec![(1, Value::Int(90))]);
+        let res = r.resolve(
+            &TargetChange::Insert {
+                after: some(t.clone()),
+            },
+            Some(&t),
+        );
+        assert_eq!(
+            (res.write, res.conflict),
+            (None, None),
+            "equal rows are no conflict"
+        );
     }
 
     #[test]

@@ -37,8 +37,11 @@ impl TargetTable {
 /// One resolved write.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RowWrite {
-    /// Insert a whole row (values for every column of the table, in order). If the key
-    /// exists after all (a concurrent writer), the sink overwrites it.
+    /// Insert a whole row (values for every column of the table, in order). The applier
+    /// inserts only keys it read as absent in this transaction; if the key exists after all
+    /// (a concurrent writer inserted it in between), the sink must not overwrite that row
+    /// but fail with a transient error, so that the retry reads it and resolves the pair
+    /// as `insert_exists`.
     Insert {
         values: Vec<Value>,
     },

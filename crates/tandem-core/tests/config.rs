@@ -305,3 +305,101 @@ fn all_errors_are_reported_at_once() {
     let e = errors(&text);
     assert!(e.lines().count() >= 2, "{e}");
 }
+
+#[test]
+fn where_filter_that_does_not_compile_names_its_path() {
+    let e = errors(&with_mapping(
+        r#"retail    = { table = "products",     key = ["sku"] }"#,
+        r#"retail    = { table = "products",     key = ["sku"], where = "row.qty >" }"#,
+    ));
+    assert!(
+        e.starts_with("mappings[0].retail.where: does not compile:") && e.contains("line 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn where_filter_with_a_misspelled_variable_suggests_row() {
+    let e = errors(&with_mapping(
+        r#"retail    = { table = "products",     key = ["sku"] }"#,
+        r#"retail    = { table = "products",     key = ["sku"], where = "rwo.stock_qty > 0" }"#,
+    ));
+    assert_eq!(
+        e,
+        "mappings[0].retail.where: unknown variable \"rwo\"; did you mean \"row\"?"
+    );
+}
+
+#[test]
+fn transform_with_unknown_function_names_its_path() {
+    let e = errors(&with_mapping(
+        r#"{ inventory = "name",       retail = "title" },"#,
+        r#"{ inventory = "name",       retail = "title", transform = { inventory = "sha265(value)" } },"#,
+    ));
+    assert_eq!(
+        e,
+        "mappings[0].columns[1].transform.inventory: unknown function \"sha265\"; did you mean \"sha256\"?"
+    );
+}
+
+#[test]
+fn transform_on_a_key_column_is_refused() {
+    let e = errors(&with_mapping(
+        r#"{ inventory = "sku",        retail = "sku" },"#,
+        r#"{ inventory = "sku",        retail = "sku", transform = { retail = "lower(value)" } },"#,
+    ));
+    assert!(
+        e.starts_with("mappings[0].columns[0].transform.retail: key columns cannot be transformed"),
+        "{e}"
+    );
+}
+
+#[test]
+fn valid_expressions_load_and_unused_ones_warn() {
+    let text = with_mapping(
+        r#"direction = "both""#,
+        r#"direction = "retail->inventory""#,
+    )
+    .replace(
+        r#"{ inventory = "name",       retail = "title" },"#,
+        r#"{ inventory = "name",       retail = "title", transform = { inventory = "mask_email(value)", retail = "upper(value)" } },"#,
+    )
+    .replace(
+        r#"retail    = { table = "products",     key = ["sku"] }"#,
+        r#"retail    = { table = "products",     key = ["sku"], where = "row.stock_qty > 0" }"#,
+    );
+    let cfg = Config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let m = &cfg.mappings[0];
+    assert_eq!(
+        m.sides["retail"].filter.as_deref(),
+        Some("row.stock_qty > 0")
+    );
+    let warnings: Vec<String> = m.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w
+                .starts_with("mappings[0].columns[1].transform.retail: rows never flow to retail")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn transform_one_way_on_a_two_way_mapping_warns_that_the_value_flows_back() {
+    let cfg = Config::parse(&with_mapping(
+        r#"{ inventory = "name",       retail = "title" },"#,
+        r#"{ inventory = "name",       retail = "title", transform = { inventory = "redact(value)" } },"#,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = cfg.mappings[0]
+        .warnings
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "mappings[0].columns[1].transform.inventory: rows also flow from inventory to retail"
+        )),
+        "{warnings:?}"
+    );
+}

@@ -152,25 +152,15 @@ impl MySqlSink {
         first: usize,
     ) -> Result<(), StageError> {
         let cols: Vec<String> = t.columns.iter().map(|(n, _)| ident(n)).collect();
-        let non_key: Vec<&String> = cols
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !t.key.contains(i))
-            .map(|(_, c)| c)
-            .collect();
-        let update = if non_key.is_empty() {
-            // Every column is key: an existing row is already this row.
-            t.key_names()
-                .next()
-                .map(|k| format!("{0} = {0}", ident(k)))
-                .unwrap_or_default()
-        } else {
-            non_key
-                .iter()
-                .map(|c| format!("{c} = VALUES({c})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        // The applier inserts only keys it has just read as absent: an existing key means
+        // a concurrent writer inserted it in between. `k = k` leaves that row alone and
+        // counts 0 affected rows, so the difference shows (padding rows repeat the last row
+        // and count 0 too); the transient error makes the applier re-read and merge.
+        let update = t
+            .key_names()
+            .next()
+            .map(|k| format!("{0} = {0}", ident(k)))
+            .unwrap_or_default();
         let row_ph = placeholders(cols.len());
         for (start, chunk) in chunks(rows, cols.len(), self.packet_budget, |r| size_of_values(r)) {
             let n = padded(chunk.len());
@@ -188,6 +178,18 @@ impl MySqlSink {
             self.exec(&sql, params)
                 .await
                 .map_err(|e| write_error(t, "inserting into", first + start, e))?;
+            let inserted = self.conn.affected_rows();
+            if inserted != chunk.len() as u64 {
+                return Err(StageError::Transient {
+                    what: format!(
+                        "{inserted} of {} rows inserted into {}: another writer inserted the same keys meanwhile; \
+                         retrying so the rows are merged as insert_exists",
+                        chunk.len(),
+                        t.table
+                    ),
+                    source: None,
+                });
+            }
         }
         Ok(())
     }

@@ -517,6 +517,7 @@ impl Reader {
                     let begin = TxBegin {
                         commit_time: open.start_time,
                         origin,
+                        snapshot: false,
                     };
                     self.send(SourceEvent::Begin(begin)).await?;
                 }

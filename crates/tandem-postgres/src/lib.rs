@@ -10,13 +10,15 @@
 //! - [`source`]: [`source::PgSource`], the pipeline's `Source` for PostgreSQL;
 //! - [`snapshot`]: the consistent initial copy that streaming continues from.
 
-pub mod pgoutput;
-pub mod replication;
-pub mod snapshot;
-pub mod source;
-pub mod types;
+pub mod admin;
 pub mod catalog;
 pub mod checks;
 pub mod connect;
 pub mod ddl;
+pub mod pgoutput;
+pub mod replication;
 pub mod sink;
+pub mod snapshot;
+pub mod source;
+pub mod types;
+pub mod verify;

@@ -51,7 +51,8 @@ mod copy;
 mod statements;
 
 use statements::{
-    column_list, columnar, encode_all, key_match, on_conflict, read_expr, segments, unnest, Segment,
+    column_list, columnar, encode_all, key_match, on_conflict_do_nothing, read_expr, segments, unnest,
+    Segment,
 };
 
 /// Insert batches of at least this many rows go through `COPY` into a temporary table and
@@ -289,10 +290,10 @@ impl PgSink {
             column_list(cols),
             select.join(", "),
             unnest(cols.len()),
-            on_conflict(target, cols)
+            on_conflict_do_nothing(target, cols)
         );
-        self.run(t, sql, &arrays).await?;
-        Ok(())
+        let inserted = self.run(t, sql, &arrays).await?;
+        concurrent_insert_check(t, seg.inserts.len(), inserted)
     }
 
     fn require_transaction(&self, what: &str) -> Result<(), StageError> {
@@ -305,6 +306,22 @@ impl PgSink {
             ))
         }
     }
+}
+
+/// Every row of an insert segment has its own key, read as absent by the applier in this
+/// transaction; fewer rows inserted means another writer inserted some of the keys since.
+pub(crate) fn concurrent_insert_check(table: &TableId, expected: usize, inserted: u64) -> Result<(), StageError> {
+    if inserted as usize == expected {
+        return Ok(());
+    }
+    Err(StageError::Transient {
+        what: format!(
+            "{} of {expected} rows inserted into {table}: another writer inserted the same keys meanwhile; \
+             retrying so the rows are merged as insert_exists",
+            inserted
+        ),
+        source: None,
+    })
 }
 
 /// Bind the session to `origin`, creating it once. Races with a concurrent creator are

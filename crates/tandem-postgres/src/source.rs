@@ -209,6 +209,7 @@ impl PgSource {
                 self.tx = Tx::Pending(TxBegin {
                     commit_time: Some(commit_time),
                     origin: None,
+                    snapshot: false,
                 });
             }
             ReplicationEvent::Commit {
@@ -235,6 +236,7 @@ impl PgSource {
                 self.tx = Tx::Pending(TxBegin {
                     commit_time: Some(commit_time),
                     origin: None,
+                    snapshot: false,
                 });
             }
             Decoded::Commit {

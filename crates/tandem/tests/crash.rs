@@ -116,20 +116,29 @@ async fn sigkill_under_load_loses_and_doubles_nothing() {
         let url = maria.url(&ret);
         tokio::spawn(async move {
             use mysql_async::prelude::Queryable;
-            let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap()).await.unwrap();
+            let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+                .await
+                .unwrap();
             let mut total = 0i64;
             while running.load(Ordering::Relaxed) {
                 let moves: Vec<(String, i32)> = {
                     let mut rng = rand::thread_rng();
                     (0..rng.gen_range(1..=3))
-                        .map(|_| (format!("SKU-{:05}", rng.gen_range(1..=PRODUCTS)), rng.gen_range(-5..=2)))
+                        .map(|_| {
+                            (
+                                format!("SKU-{:05}", rng.gen_range(1..=PRODUCTS)),
+                                rng.gen_range(-5..=2),
+                            )
+                        })
                         .collect()
                 };
                 let mut moves = moves;
                 moves.sort();
                 let mut sql = String::from("START TRANSACTION;");
                 for (sku, d) in &moves {
-                    sql.push_str(&format!("UPDATE products SET stock_qty = stock_qty + {d} WHERE sku = '{sku}';"));
+                    sql.push_str(&format!(
+                        "UPDATE products SET stock_qty = stock_qty + {d} WHERE sku = '{sku}';"
+                    ));
                 }
                 sql.push_str("COMMIT;");
                 if conn.query_drop(sql).await.is_err() {
@@ -155,15 +164,31 @@ async fn sigkill_under_load_loses_and_doubles_nothing() {
     running.store(false, Ordering::Relaxed);
     let (warehouse_sum, txns) = writer.await.unwrap();
     let shop_sum = shop.await.unwrap();
-    assert!(txns > 50, "the load was too light to mean anything: {txns} transactions");
+    assert!(
+        txns > 50,
+        "the load was too light to mean anything: {txns} transactions"
+    );
 
     // Every movement on either side counts exactly once on both sides.
     let expected = initial + warehouse_sum + shop_sum;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let inv_rows = pg.psql(&inv, "SELECT sku, on_hand FROM items ORDER BY sku").await.unwrap().replace('|', "\t");
-        let ret_rows = maria.sql(&ret, "SELECT sku, stock_qty FROM products ORDER BY sku").await.unwrap();
-        let total: i64 = pg.psql(&inv, "SELECT sum(on_hand) FROM items").await.unwrap().trim().parse().unwrap();
+        let inv_rows = pg
+            .psql(&inv, "SELECT sku, on_hand FROM items ORDER BY sku")
+            .await
+            .unwrap()
+            .replace('|', "\t");
+        let ret_rows = maria
+            .sql(&ret, "SELECT sku, stock_qty FROM products ORDER BY sku")
+            .await
+            .unwrap();
+        let total: i64 = pg
+            .psql(&inv, "SELECT sum(on_hand) FROM items")
+            .await
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         if inv_rows.trim() == ret_rows.trim() && total == expected {
             break;
         }
@@ -173,7 +198,10 @@ async fn sigkill_under_load_loses_and_doubles_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let dead = maria.sql(&ret, "SELECT count(*) FROM tandem_dead_letters").await.unwrap();
+    let dead = maria
+        .sql(&ret, "SELECT count(*) FROM tandem_dead_letters")
+        .await
+        .unwrap();
     assert_eq!(dead.trim(), "0", "nothing should have been dead-lettered");
     drop(child);
 }

@@ -299,6 +299,7 @@ pub(crate) fn parse(
         warnings: Vec::new(),
     };
     cross_check(&mut mapping, path, &ep_refs, errs);
+    super::expressions::check(&mut mapping, path, errs);
     (errs.0.len() == before).then_some(mapping)
 }
 

@@ -13,6 +13,7 @@
 
 pub mod catalog;
 mod error;
+mod expressions;
 mod mapping;
 pub mod secret;
 

@@ -12,7 +12,8 @@ use futures::SinkExt;
 use tandem_core::error::StageError;
 use tandem_core::sink::TargetTable;
 
-use super::{classify, column_list, on_conflict, ColumnMeta, PgSink};
+use super::{classify, column_list, concurrent_insert_check, ColumnMeta, PgSink};
+use super::statements::on_conflict_do_nothing;
 use crate::ddl::{qualified, quote_ident};
 
 /// Bytes handed to the connection per `COPY` message.
@@ -68,10 +69,10 @@ pub(super) async fn upsert(
 
     let sql = format!(
         "INSERT INTO {table} ({list}) SELECT {list} FROM {stage} {}",
-        on_conflict(target, cols)
+        on_conflict_do_nothing(target, cols)
     );
-    sink.client.batch_execute(&sql).await.map_err(err)?;
-    Ok(())
+    let inserted = sink.client.execute(sql.as_str(), &[]).await.map_err(err)?;
+    concurrent_insert_check(&target.table, rows.len(), inserted)
 }
 
 /// COPY text format: backslash, tab, newline and carriage return are escaped.

@@ -159,30 +159,19 @@ pub(super) fn column_list(cols: &[(String, ColumnMeta)]) -> String {
         .join(", ")
 }
 
-/// `ON CONFLICT (key) DO UPDATE SET c = EXCLUDED.c, …` (or `DO NOTHING` if every column is
-/// part of the key).
-pub(super) fn on_conflict(target: &TargetTable, cols: &[(String, ColumnMeta)]) -> String {
+/// `ON CONFLICT (key) DO NOTHING`: the applier inserts only keys it has just read as
+/// absent, so a conflict means a concurrent writer inserted the key in between. The sink
+/// counts the rows inserted and reports the difference as a transient error: the applier
+/// retries, reads the row that appeared and resolves the two as `insert_exists` instead of
+/// overwriting one with the other.
+pub(super) fn on_conflict_do_nothing(target: &TargetTable, cols: &[(String, ColumnMeta)]) -> String {
     let key: Vec<String> = target
         .key
         .iter()
         .filter_map(|&k| cols.get(k))
         .map(|(n, _)| quote_ident(n))
         .collect();
-    let set: Vec<String> = cols
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !target.key.contains(i))
-        .map(|(_, (n, _))| format!("{0} = EXCLUDED.{0}", quote_ident(n)))
-        .collect();
-    if set.is_empty() {
-        format!("ON CONFLICT ({}) DO NOTHING", key.join(", "))
-    } else {
-        format!(
-            "ON CONFLICT ({}) DO UPDATE SET {}",
-            key.join(", "),
-            set.join(", ")
-        )
-    }
+    format!("ON CONFLICT ({}) DO NOTHING", key.join(", "))
 }
 
 /// The select expression that reads a column in its type's text *output* format, the
@@ -299,6 +288,6 @@ mod tests {
             columns: vec![("id".into(), ColumnType::Bool)],
             key: vec![0],
         };
-        assert_eq!(on_conflict(&t, &cols), "ON CONFLICT (\"id\") DO NOTHING");
+        assert_eq!(on_conflict_do_nothing(&t, &cols), "ON CONFLICT (\"id\") DO NOTHING");
     }
 }

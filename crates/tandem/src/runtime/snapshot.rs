@@ -121,6 +121,7 @@ pub async fn copy(
     tx.send(SourceEvent::Begin(TxBegin {
         commit_time: Some(Utc::now()),
         origin: None,
+        snapshot: true,
     }))
     .await?;
     for table in tables {
