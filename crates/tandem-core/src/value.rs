@@ -274,6 +274,8 @@ impl Value {
                 serde_json::Number::from_f64(*x).map_or_else(|| J::String(x.to_string()), J::Number)
             }
             Value::Decimal(d) => J::String(d.to_string()),
+            // JSON text cannot carry U+0000 into PostgreSQL's jsonb: show it escaped.
+            Value::Text(s) if s.contains('\0') => J::String(s.replace('\0', "\\u0000")),
             Value::Text(s) => J::String(s.clone()),
             Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| J::String(s.clone())),
             Value::Bytes(b) => J::String(b.iter().fold(String::from("\\x"), |mut s, byte| {

@@ -82,6 +82,14 @@ pub fn transport_error(what: &str, e: pgwire_replication::PgWireError) -> StageE
             "stop the other reader of this slot (see pg_replication_slots.active_pid) or configure another slot name",
             e,
         ),
+        // Server shutting down or restarting, too many connections, connection failures.
+        E::Server(msg)
+            if ["SQLSTATE 57P", "SQLSTATE 08", "SQLSTATE 53", "SQLSTATE 55006"]
+                .iter()
+                .any(|code| msg.contains(code)) =>
+        {
+            StageError::transient(what.to_owned(), e)
+        }
         E::Server(msg) if msg.contains("can no longer") || msg.contains("invalidated") => {
             StageError::definite_from(
                 format!("{what}: the replication slot has been invalidated"),

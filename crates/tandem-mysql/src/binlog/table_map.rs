@@ -285,7 +285,8 @@ impl TableMap {
                     col.collation = Some(default);
                 }
                 while !c.is_empty() {
-                    let idx = c.lenenc_len("charset column index")?;
+                    // An index, not a length: it is not bounded by the bytes that follow.
+                    let idx = lenenc_index(&mut c, "charset column index")?;
                     let coll = lenenc_u32(&mut c, "column collation")?;
                     let col = cols.get_mut(idx).ok_or_else(|| {
                         BinlogError::invalid("charset column index", format!("{idx} out of range"))
@@ -326,7 +327,7 @@ impl TableMap {
             field::SIMPLE_PRIMARY_KEY | field::PRIMARY_KEY_WITH_PREFIX => {
                 let mut key = Vec::new();
                 while !c.is_empty() {
-                    let idx = c.lenenc_len("primary key column")?;
+                    let idx = lenenc_index(&mut c, "primary key column")?;
                     if idx >= self.columns.len() {
                         return Err(BinlogError::invalid(
                             "primary key column",
@@ -397,6 +398,27 @@ mod tests {
     }
 
     #[test]
+    fn per_column_charset_indexes_are_indexes_not_lengths() {
+        // Default collation 45, and character column 3 (of 4) with collation 63; primary
+        // key on column 3. Neither index is followed by as many bytes as its value.
+        let mut d = vec![7, 0, 0, 0, 0, 0, 1, 0, 2];
+        d.extend(b"db\0");
+        d.push(1);
+        d.extend(b"t\0");
+        d.push(4);
+        d.extend([ct::VARCHAR, ct::VARCHAR, ct::VARCHAR, ct::VARCHAR]);
+        d.push(8);
+        d.extend([10, 0, 10, 0, 10, 0, 10, 0]);
+        d.push(0);
+        d.extend([field::DEFAULT_CHARSET, 3, 45, 3, 63]);
+        d.extend([field::SIMPLE_PRIMARY_KEY, 1, 3]);
+        let m = TableMap::parse(&d).unwrap();
+        let colls: Vec<_> = m.columns.iter().map(|c| c.collation).collect();
+        assert_eq!(colls, [Some(45), Some(45), Some(45), Some(63)]);
+        assert_eq!(m.primary_key, Some(vec![3]));
+    }
+
+    #[test]
     fn full_metadata_names_types_and_keys() {
         let m = TableMap::parse(&sample_table_map()).unwrap();
         assert_eq!(
@@ -428,4 +450,10 @@ mod tests {
         }
         assert!(TableMap::parse(&full[..20]).is_err());
     }
+}
+
+/// A length-encoded column index.
+fn lenenc_index(c: &mut Cursor<'_>, what: &'static str) -> Result<usize, BinlogError> {
+    let n = c.lenenc(what)?;
+    usize::try_from(n).map_err(|_| BinlogError::invalid(what, format!("{n} out of range")))
 }
