@@ -6,6 +6,8 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # CI sets CI=true: run every test and report all failures, not just the first.
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
+# The status page test loads the page in Debian's Chromium; the demo needs no browser.
+BROWSER_PKG ?= chromium
 
 .PHONY: setup test fmt lint demo bench clean-demo
 
@@ -15,6 +17,7 @@ setup:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	{ command -v mariadbd || [ -x /usr/sbin/mariadbd ]; } >/dev/null 2>&1 || need="$$need mariadb-server"; \
 	command -v mariadb >/dev/null 2>&1 || need="$$need mariadb-client"; \
+	[ -z "$(BROWSER_PKG)" ] || [ -x /usr/bin/chromium ] || need="$$need $(BROWSER_PKG)"; \
 	if grep -qs '^name = "openssl-sys"' Cargo.lock && ! pkg-config --exists openssl 2>/dev/null; then \
 		need="$$need pkg-config libssl-dev"; \
 	fi; \
@@ -39,13 +42,21 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## demo: both databases with the demo schemas, and tandem between them (Ctrl-C stops all)
+## demo: both demo databases, tandem between them and a live workload (Ctrl-C stops all)
+demo: BROWSER_PKG :=
 demo: setup
-	$(CARGO) build --release --workspace --bins
-	scripts/demo.sh
+	$(CARGO) build --release -p tandem -p tandem-testkit --bins
+	DEMO_SKIP_BUILD=1 scripts/demo.sh
 
+## bench: end-to-end benchmarks against the databases' raw limits, on throwaway servers
+## (figures in BENCHMARKS.md). BENCH=throughput|decode|lag|snapshot|bigtx picks some
+## (default all); TANDEM_BENCH_SCALE=0.1 shrinks them. The setup target installs no browser.
+BENCH ?= all
+bench: BROWSER_PKG :=
 bench: setup
-	$(CARGO) bench --workspace
+	$(CARGO) build --release -p tandem -p tandem-bench
+	target/release/tandem-bench $(BENCH)
+	$(CARGO) bench -p tandem-mysql --bench decode
 
 ## clean-demo: forget the demo's databases (stop `make demo` first)
 clean-demo:

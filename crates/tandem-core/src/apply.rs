@@ -322,13 +322,12 @@ impl Applier {
                         Some(cp) => cp.try_cmp(&position).is_ok_and(|o| o.is_lt()),
                         None => true,
                     };
-                    if !in_tx && self.group_txs == 0 {
-                        // Caught up: the source has nothing older waiting.
-                        let lag = (Utc::now() - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                        let lag = lag.max(0.0);
-                        metrics::gauge!(telemetry::LAG_SECONDS, "direction" => self.settings.pipeline.clone()).set(lag);
+                    if !in_tx && self.group_txs == 0 && !rx.has_pending() {
+                        // Caught up: everything the source has read is applied (or was not
+                        // ours to apply), so nothing is waiting.
+                        metrics::gauge!(telemetry::LAG_SECONDS, "direction" => self.settings.pipeline.clone()).set(0.0);
                         let p = self.settings.pipeline.clone();
-                        self.status.update(&p, |s| s.lag_seconds = Some(lag));
+                        self.status.update(&p, |s| s.lag_seconds = Some(0.0));
                     }
                     if due && ahead && !in_tx {
                         self.ensure_open().await?;
@@ -420,15 +419,18 @@ impl Applier {
             .columns
             .iter()
             .zip(&wb.rejected)
-            .filter(|(_, (i, rejected))| {
-                let (name, ty) = match target.columns.get(*i) {
-                    Some(c) => c,
-                    None => return false,
-                };
-                let rejected = crate::convert::convert(name, rejected, ty);
-                matches!((row.get(*i), rejected), (Some(cur), Ok(r)) if cur.same_as(&r))
+            .filter_map(|(col, (_, rejected))| {
+                let (i, value) = conv(col)?;
+                let (name, ty) = target.columns.get(i)?;
+                let cur = row.get(i)?;
+                let strategy = m.strategies.get(i)?;
+                // max/min: merge into what the side holds now (a one-way register).
+                if let Some(merged) = crate::resolve::merge_extreme(strategy, cur, &value) {
+                    return (!merged.same_as(cur)).then_some((i, merged));
+                }
+                let rejected = crate::convert::convert(name, rejected, ty).ok()?;
+                cur.same_as(&rejected).then_some((i, value))
             })
-            .filter_map(|(c, _)| conv(c))
             .collect();
         if !columns.is_empty() {
             self.sink

@@ -90,8 +90,8 @@ pub struct Conflict {
 pub struct Resolution {
     pub write: Option<RowWrite>,
     pub conflict: Option<Conflict>,
-    /// Columns (with the owner's value) to write back to the *source* side, because the
-    /// target owns them (`prefer:<target>`) and the source changed them (rule 3).
+    /// Columns to write back to the *source* side with the value the target kept: the
+    /// owner's (`prefer:<target>`, rule 3) or the winning extreme (`max`/`min`).
     pub write_back: Vec<(usize, Value)>,
 }
 
@@ -291,6 +291,28 @@ impl Resolver<'_> {
                 continue;
             }
             let conflicting = b.is_none_or(|b| !tc.same_as(b));
+            if let Strategy::Max | Strategy::Min = self.strategies[c] {
+                // A max/min column is a register that only moves one way: every side
+                // keeps the extreme of what it holds and what arrives, and sends a kept
+                // value back (merged the same way there). Applying "the newer value" when
+                // `t = b` would let a chain of older changes from one side undo a value the
+                // other side already settled, and the sides would never meet again.
+                let Some(v) = self.resolve_column(c, b, a, tc, newer) else {
+                    continue;
+                };
+                if !v.same_as(tc) {
+                    set.push((c, v.clone()));
+                }
+                if !v.same_as(a) {
+                    strategies.push(self.strategies[c].to_string());
+                    kept = true;
+                    write_back.push((c, v));
+                } else if conflicting {
+                    strategies.push(self.strategies[c].to_string());
+                    took_incoming = true;
+                }
+                continue;
+            }
             let prefer_other =
                 matches!(&self.strategies[c], Strategy::Prefer(o) if o != self.source_endpoint);
             if !conflicting && !prefer_other {
@@ -329,6 +351,8 @@ impl Resolver<'_> {
             match self.resolve_column(c, b, a, tc, newer) {
                 None => parked = true,
                 Some(v) => {
+                    // The owner keeps its value: send it back (only where the source still
+                    // holds what it sent), so that the source converges too.
                     if matches!(&self.strategies[c], Strategy::Prefer(o) if o != self.source_endpoint)
                     {
                         write_back.push((c, v.clone()));
@@ -375,6 +399,20 @@ impl Resolver<'_> {
             write_back,
         }
     }
+}
+
+/// The extreme of two values for a `max`/`min` column (`None` for other strategies or
+/// values without an order): how a write-back of such a column merges into the target.
+pub fn merge_extreme(strategy: &Strategy, current: &Value, incoming: &Value) -> Option<Value> {
+    let want = match strategy {
+        Strategy::Max => Ordering::Greater,
+        Strategy::Min => Ordering::Less,
+        _ => return None,
+    };
+    Some(match order(incoming, current)? {
+        o if o == want => incoming.clone(),
+        _ => current.clone(),
+    })
 }
 
 fn fill(row: &TargetRow) -> Vec<Value> {
@@ -666,6 +704,54 @@ mod tests {
             (None, None),
             "equal rows are no conflict"
         );
+    }
+
+    #[test]
+    fn max_sends_the_kept_extreme_back_to_the_source() {
+        let s = strategies();
+        let b = row(10, 5, "a", 1, 40, "");
+        let mut a = b.clone();
+        a[5] = Value::Int(30);
+        let t = row(10, 5, "a", 1, 87, "");
+        let r = resolver(&s, "retail").resolve(
+            &TargetChange::Update {
+                before: Some(some(b)),
+                after: some(a),
+            },
+            Some(&t),
+        );
+        assert!(sets(&r).is_empty());
+        assert_eq!(r.write_back, vec![(5, Value::Int(87))]);
+    }
+
+    #[test]
+    fn max_never_moves_down_and_sends_the_larger_back() {
+        let s = strategies();
+        // No conflict (t = b), but the change lowers the value: the register keeps 40
+        // and the source is told.
+        let b = row(10, 5, "a", 1, 40, "");
+        let mut a = b.clone();
+        a[5] = Value::Int(3);
+        let r = resolver(&s, "retail").resolve(
+            &TargetChange::Update {
+                before: Some(some(b.clone())),
+                after: some(a),
+            },
+            Some(&b),
+        );
+        assert!(sets(&r).is_empty());
+        assert_eq!(r.write_back, vec![(5, Value::Int(40))]);
+        let mut up = b.clone();
+        up[5] = Value::Int(41);
+        let r = resolver(&s, "retail").resolve(
+            &TargetChange::Update {
+                before: Some(some(b.clone())),
+                after: some(up),
+            },
+            Some(&b),
+        );
+        assert_eq!(sets(&r), vec![(5, Value::Int(41))]);
+        assert!(r.write_back.is_empty() && r.conflict.is_none());
     }
 
     #[test]

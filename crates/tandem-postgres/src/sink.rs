@@ -51,8 +51,8 @@ mod copy;
 mod statements;
 
 use statements::{
-    column_list, columnar, encode_all, key_match, on_conflict_do_nothing, read_expr, segments, unnest,
-    Segment,
+    column_list, columnar, encode_all, key_match, on_conflict_do_nothing, read_expr, segments,
+    unnest, Segment,
 };
 
 /// Insert batches of at least this many rows go through `COPY` into a temporary table and
@@ -310,7 +310,11 @@ impl PgSink {
 
 /// Every row of an insert segment has its own key, read as absent by the applier in this
 /// transaction; fewer rows inserted means another writer inserted some of the keys since.
-pub(crate) fn concurrent_insert_check(table: &TableId, expected: usize, inserted: u64) -> Result<(), StageError> {
+pub(crate) fn concurrent_insert_check(
+    table: &TableId,
+    expected: usize,
+    inserted: u64,
+) -> Result<(), StageError> {
     if inserted as usize == expected {
         return Ok(());
     }

@@ -357,7 +357,10 @@ async fn large_insert_batches_through_copy_keep_every_character() {
     // Twice in one transaction: the second batch finds every key taken and must not
     // overwrite them; the applier retries and merges instead.
     let again = sink.write(&table, &writes).await.unwrap_err();
-    assert!(again.to_string().contains("0 of 50 rows inserted"), "{again}");
+    assert!(
+        again.to_string().contains("0 of 50 rows inserted"),
+        "{again}"
+    );
     let keys: Vec<Vec<Value>> = (0..50).map(|i| vec![Value::Int(i)]).collect();
     let got = sink.fetch_current(&table, &keys).await.unwrap();
     sink.commit("p", &Position::PgLsn { lsn: Lsn(1) }, at())

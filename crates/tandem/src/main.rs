@@ -52,6 +52,45 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Compare every mapped table on both sides; with --repair, make them equal.
+    /// Exit 0 equal, 1 differences, 2 errors.
+    Verify {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Only this mapping.
+        #[arg(long)]
+        mapping: Option<String>,
+        /// Rewrite differing rows from the side the conflict strategy says wins.
+        #[arg(long)]
+        repair: bool,
+        /// Owner for `delta` and `manual` columns when repairing.
+        #[arg(long)]
+        prefer: Option<String>,
+        /// Wait between looks at a differing key (in-flight changes settle meanwhile).
+        #[arg(long, default_value = cli::verify::DEFAULT_SETTLE)]
+        settle: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: cli::verify::Format,
+    },
+    /// List, show and resolve the conflicts tandem recorded.
+    Conflicts {
+        #[command(subcommand)]
+        cmd: cli::conflicts::Cmd,
+    },
+    /// List and retry the changes tandem could not apply.
+    #[command(name = "dead-letters")]
+    DeadLetters {
+        #[command(subcommand)]
+        cmd: cli::dead_letters::Cmd,
+    },
+    /// Drop tandem's slot, publication, origin and tables (asks first).
+    Teardown {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,6 +112,26 @@ fn main() -> ExitCode {
                 config,
                 watch,
             } => cli::status::run(addr, config, watch).await,
+            Command::Verify {
+                config,
+                mapping,
+                repair,
+                prefer,
+                settle,
+                format,
+            } => {
+                let opts = cli::verify::Options {
+                    mapping,
+                    repair,
+                    format,
+                    prefer,
+                    settle,
+                };
+                cli::verify::run(&config, opts).await
+            }
+            Command::Conflicts { cmd } => cli::conflicts::run(cmd).await,
+            Command::DeadLetters { cmd } => cli::dead_letters::run(cmd).await,
+            Command::Teardown { config, yes } => cli::teardown::run(&config, yes).await,
         }
     });
     ExitCode::from(code)

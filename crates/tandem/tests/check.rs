@@ -1,5 +1,6 @@
 //! `tandem check` against real servers: it passes on a correct setup and fails with the fix
 //! printed on each kind of mistake.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

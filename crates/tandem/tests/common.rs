@@ -1,5 +1,6 @@
 //! Helpers shared by the binary's end-to-end tests: demo schemas on throwaway servers, a
 //! config pointing at them, and the `tandem` binary.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::path::PathBuf;

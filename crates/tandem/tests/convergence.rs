@@ -25,10 +25,18 @@ use rand::{Rng, SeedableRng};
 use tandem_testkit::{shared_maria, shared_pg};
 
 const PG_TABLE: &str = "CREATE TABLE conv (id int PRIMARY KEY, label text NOT NULL, ts timestamptz(6) NOT NULL, \
-     owned int NOT NULL, cnt int NOT NULL, hi int NOT NULL, lo int NOT NULL); ALTER TABLE conv REPLICA IDENTITY FULL;";
-const MY_TABLE: &str =
-    "CREATE TABLE conv (id int PRIMARY KEY, label varchar(100) NOT NULL, ts datetime(6) NOT NULL, \
-     owned int NOT NULL, cnt int NOT NULL, hi int NOT NULL, lo int NOT NULL) ENGINE=InnoDB";
+     owned int NOT NULL, cnt int NOT NULL, hi int NOT NULL, lo int NOT NULL); ALTER TABLE conv REPLICA IDENTITY FULL;
+     CREATE TABLE conv_log (n bigserial, id int, hi int, lo int, cnt int, who text, at timestamptz DEFAULT clock_timestamp());
+     CREATE FUNCTION conv_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+       INSERT INTO conv_log (id, hi, lo, cnt, who) VALUES (NEW.id, NEW.hi, NEW.lo, NEW.cnt,
+         CASE WHEN pg_replication_origin_session_is_setup() THEN 'tandem' ELSE 'app' END || ' ' || txid_current());
+       RETURN NEW; END $$;
+     CREATE TRIGGER conv_log AFTER INSERT OR UPDATE ON conv FOR EACH ROW EXECUTE FUNCTION conv_log();";
+const MY_TABLE: &str = "CREATE TABLE conv (id int PRIMARY KEY, label varchar(100) NOT NULL, ts datetime(6) NOT NULL, \
+     owned int NOT NULL, cnt int NOT NULL, hi int NOT NULL, lo int NOT NULL) ENGINE=InnoDB;
+     CREATE TABLE conv_log (n bigint AUTO_INCREMENT PRIMARY KEY, id int, hi int, lo int, cnt int, who varchar(40), at datetime(6) DEFAULT NOW(6));
+     CREATE TRIGGER conv_log_i AFTER INSERT ON conv FOR EACH ROW INSERT INTO conv_log (id, hi, lo, cnt, who) VALUES (NEW.id, NEW.hi, NEW.lo, NEW.cnt, IF(@@skip_replication, 'tandem', 'app'));
+     CREATE TRIGGER conv_log_u AFTER UPDATE ON conv FOR EACH ROW INSERT INTO conv_log (id, hi, lo, cnt, who) VALUES (NEW.id, NEW.hi, NEW.lo, NEW.cnt, IF(@@skip_replication, 'tandem', 'app'));";
 
 const MAPPING: &str = r#"
 [[mappings]]
@@ -361,6 +369,17 @@ async fn run_once(seed: u64) {
                 let q = format!("SELECT kind, strategy, decision, `before`, `after`, `current` FROM tandem_conflicts WHERE JSON_VALUE(`key`, '$.id') = '{id}' ORDER BY id");
                 eprintln!(
                     "retail conflicts for id {id}:\n{}",
+                    maria.sql(&ret, &q).await.unwrap_or_default()
+                );
+                let q = format!(
+                    "SELECT n, hi, lo, cnt, who, at FROM conv_log WHERE id = {id} ORDER BY n"
+                );
+                eprintln!(
+                    "inventory history of id {id}:\n{}",
+                    pg.psql(&inv, &q).await.unwrap_or_default()
+                );
+                eprintln!(
+                    "retail history of id {id}:\n{}",
                     maria.sql(&ret, &q).await.unwrap_or_default()
                 );
             }

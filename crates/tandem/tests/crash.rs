@@ -1,6 +1,7 @@
 //! Exactly once across crashes: `tandem` is killed with SIGKILL at random moments while
 //! both shops and warehouse write, restarted, and in the end every stock level is exact —
 //! a change applied twice or lost would show in the `delta` column.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The daemon end to end: rows written in one database appear in the other, the status
 //! endpoint reports it, and SIGTERM stops it cleanly with a restart resuming where it was.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! inventory sales) masks the customer's e-mail on its way and, in this test, lets only
 //! lines with a positive quantity leave the shop. Rows that enter or leave the filter by an
 //! update appear in or disappear from the inventory.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

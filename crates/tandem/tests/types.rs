@@ -78,12 +78,20 @@ async fn wait_equal(pg: &PgInstance, inv: &str, maria: &MariaInstance, ret: &str
     let mq = MY_RENDER.replace("{ids}", ids);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let a = pg.psql(inv, &pq).await.unwrap().replace('|', "\t").replace("e+", "e");
+        let a = pg
+            .psql(inv, &pq)
+            .await
+            .unwrap()
+            .replace('|', "\t")
+            .replace("e+", "e");
         let b = maria.sql(ret, &mq).await.unwrap().replace("NULL", "");
         if !a.trim().is_empty() && a.trim() == b.trim() {
             return;
         }
-        assert!(Instant::now() < deadline, "values differ for ids {ids}:\npostgres:\n{a}\nmariadb:\n{b}");
+        assert!(
+            Instant::now() < deadline,
+            "values differ for ids {ids}:\npostgres:\n{a}\nmariadb:\n{b}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -100,15 +108,20 @@ async fn every_type_family_crosses_both_ways_through_snapshot_and_stream() {
     pg.psql(&inv, &pg_rows(0)).await.unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let cfg = write_config(&pair, pg, maria, &listen, |t| {
-        format!("{}{MAPPING}", t.split("[[mappings]]").next().unwrap_or_default())
+        format!(
+            "{}{MAPPING}",
+            t.split("[[mappings]]").next().unwrap_or_default()
+        )
     });
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["run", "-c", cfg.to_str().unwrap()])
-        .env("INVENTORY_PASSWORD", "")
-        .env("RETAIL_PASSWORD", "")
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
+    let daemon = Reaper(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["run", "-c", cfg.to_str().unwrap()])
+            .env("INVENTORY_PASSWORD", "")
+            .env("RETAIL_PASSWORD", "")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
     wait_equal(pg, &inv, maria, &ret, "0,1,2,3").await;
     // The same values through the stream, PostgreSQL → MariaDB.
     pg.psql(&inv, &pg_rows(10)).await.unwrap();
@@ -128,20 +141,38 @@ async fn every_type_family_crosses_both_ways_through_snapshot_and_stream() {
                     INSERT INTO fam (id, d) VALUES (32, '0999-12-31'); INSERT INTO fam (id, loose) VALUES (33, 123456789012.5);")
         .await
         .unwrap();
-    maria.sql(&ret, "INSERT INTO fam (id, t) VALUES (40, CONCAT('a', CHAR(0), 'b'))").await.unwrap();
     maria
-        .sql(&ret, "SET SESSION sql_mode=''; INSERT INTO fam (id, d) VALUES (41, '0000-00-00')")
+        .sql(
+            &ret,
+            "INSERT INTO fam (id, t) VALUES (40, CONCAT('a', CHAR(0), 'b'))",
+        )
+        .await
+        .unwrap();
+    maria
+        .sql(
+            &ret,
+            "SET SESSION sql_mode=''; INSERT INTO fam (id, d) VALUES (41, '0000-00-00')",
+        )
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut to_retail, mut to_inventory);
     loop {
-        to_retail = maria.sql(&ret, "SELECT reason FROM tandem_dead_letters ORDER BY id").await.unwrap();
-        to_inventory = pg.psql(&inv, "SELECT reason FROM tandem.dead_letters ORDER BY id").await.unwrap();
+        to_retail = maria
+            .sql(&ret, "SELECT reason FROM tandem_dead_letters ORDER BY id")
+            .await
+            .unwrap();
+        to_inventory = pg
+            .psql(&inv, "SELECT reason FROM tandem.dead_letters ORDER BY id")
+            .await
+            .unwrap();
         if to_retail.lines().count() >= 4 && to_inventory.lines().count() >= 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "dead letters missing:\nretail:\n{to_retail}\ninventory:\n{to_inventory}");
+        assert!(
+            Instant::now() < deadline,
+            "dead letters missing:\nretail:\n{to_retail}\ninventory:\n{to_inventory}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for (needle, side) in [
@@ -152,11 +183,36 @@ async fn every_type_family_crosses_both_ways_through_snapshot_and_stream() {
         ("NUL", &to_inventory),
         ("\"d\"", &to_inventory),
     ] {
-        assert!(side.contains(needle), "no dead letter mentions {needle}:\n{side}");
+        assert!(
+            side.contains(needle),
+            "no dead letter mentions {needle}:\n{side}"
+        );
     }
     // Nothing of those rows crossed.
-    assert_eq!(maria.sql(&ret, "SELECT count(*) FROM fam WHERE id BETWEEN 30 AND 33").await.unwrap().trim(), "0");
-    assert_eq!(pg.psql(&inv, "SELECT count(*) FROM fam WHERE id IN (40, 41)").await.unwrap().trim(), "0");
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    assert_eq!(
+        maria
+            .sql(&ret, "SELECT count(*) FROM fam WHERE id BETWEEN 30 AND 33")
+            .await
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        pg.psql(&inv, "SELECT count(*) FROM fam WHERE id IN (40, 41)")
+            .await
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    drop(daemon);
+}
+
+/// Kills the daemon when the test ends, passed or not.
+struct Reaper(std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

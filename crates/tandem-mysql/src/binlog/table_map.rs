@@ -358,6 +358,12 @@ pub(crate) fn bit(bitmap: &[u8], i: usize) -> bool {
     bitmap.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
 }
 
+/// A length-encoded column index.
+fn lenenc_index(c: &mut Cursor<'_>, what: &'static str) -> Result<usize, BinlogError> {
+    let n = c.lenenc(what)?;
+    usize::try_from(n).map_err(|_| BinlogError::invalid(what, format!("{n} out of range")))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -450,10 +456,4 @@ mod tests {
         }
         assert!(TableMap::parse(&full[..20]).is_err());
     }
-}
-
-/// A length-encoded column index.
-fn lenenc_index(c: &mut Cursor<'_>, what: &'static str) -> Result<usize, BinlogError> {
-    let n = c.lenenc(what)?;
-    usize::try_from(n).map_err(|_| BinlogError::invalid(what, format!("{n} out of range")))
 }

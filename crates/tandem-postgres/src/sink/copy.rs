@@ -12,8 +12,8 @@ use futures::SinkExt;
 use tandem_core::error::StageError;
 use tandem_core::sink::TargetTable;
 
-use super::{classify, column_list, concurrent_insert_check, ColumnMeta, PgSink};
 use super::statements::on_conflict_do_nothing;
+use super::{classify, column_list, concurrent_insert_check, ColumnMeta, PgSink};
 use crate::ddl::{qualified, quote_ident};
 
 /// Bytes handed to the connection per `COPY` message.

@@ -164,7 +164,10 @@ pub(super) fn column_list(cols: &[(String, ColumnMeta)]) -> String {
 /// counts the rows inserted and reports the difference as a transient error: the applier
 /// retries, reads the row that appeared and resolves the two as `insert_exists` instead of
 /// overwriting one with the other.
-pub(super) fn on_conflict_do_nothing(target: &TargetTable, cols: &[(String, ColumnMeta)]) -> String {
+pub(super) fn on_conflict_do_nothing(
+    target: &TargetTable,
+    cols: &[(String, ColumnMeta)],
+) -> String {
     let key: Vec<String> = target
         .key
         .iter()
@@ -288,6 +291,9 @@ mod tests {
             columns: vec![("id".into(), ColumnType::Bool)],
             key: vec![0],
         };
-        assert_eq!(on_conflict_do_nothing(&t, &cols), "ON CONFLICT (\"id\") DO NOTHING");
+        assert_eq!(
+            on_conflict_do_nothing(&t, &cols),
+            "ON CONFLICT (\"id\") DO NOTHING"
+        );
     }
 }

@@ -1,0 +1,65 @@
+//! A fresh database on each server with the benchmark's tables and a tandem config
+//! mapping them.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use tandem_testkit::TestDb;
+
+use crate::db::Side;
+use crate::env::{write_config, Mapping, Servers};
+
+pub struct Pair {
+    pub inv: TestDb,
+    pub ret: TestDb,
+    pub config: PathBuf,
+    pub listen: String,
+}
+
+impl Pair {
+    pub async fn create(
+        servers: &Servers,
+        prefix: &str,
+        pg_sql: &str,
+        maria_sql: &str,
+        mappings: &[Mapping<'_>],
+    ) -> Result<Pair> {
+        let inv = servers.pg.create_database(&format!("{prefix}_inv")).await?;
+        let ret = servers
+            .maria
+            .create_database(&format!("{prefix}_ret"))
+            .await?;
+        servers
+            .pg
+            .psql(&inv.name, pg_sql)
+            .await
+            .context("PostgreSQL schema")?;
+        servers
+            .maria
+            .sql(&ret.name, maria_sql)
+            .await
+            .context("MariaDB schema")?;
+        let (config, listen) = write_config(servers, &inv, &ret, mappings)?;
+        Ok(Pair {
+            inv,
+            ret,
+            config,
+            listen,
+        })
+    }
+
+    pub fn db(&self, side: Side) -> &TestDb {
+        match side {
+            Side::Pg => &self.inv,
+            Side::Maria => &self.ret,
+        }
+    }
+}
+
+/// `inventory->retail` when the source is PostgreSQL.
+pub fn direction(source: Side) -> &'static str {
+    match source {
+        Side::Pg => "inventory->retail",
+        Side::Maria => "retail->inventory",
+    }
+}
