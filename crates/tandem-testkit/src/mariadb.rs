@@ -302,6 +302,10 @@ impl MariaInstance {
             .arg(format!("--socket={}", self.socket_path().display()))
             .arg(format!("--pid-file={}", dir.join("mariadb.pid").display()))
             .arg(format!("--port={port}"))
+            // Its own temporary directory: a shared /tmp is cleaned by other processes
+            // (test harnesses, the kit's own watchdogs), and MariaDB fails a query whose
+            // temporary table file vanished ("Error on delete of '/tmp/#sql-temptable…'").
+            .arg(format!("--tmpdir={}", dir.display()))
             .args(SERVER_ARGS)
             .current_dir(dir);
         if self.opts.binlog {
