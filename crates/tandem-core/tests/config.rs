@@ -403,3 +403,40 @@ fn transform_one_way_on_a_two_way_mapping_warns_that_the_value_flows_back() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn snapshot_chunk_rows_defaults_and_is_validated() {
+    let cfg = Config::parse(&format!("{BASE}{MAPPING}")).expect("valid");
+    assert_eq!(cfg.daemon.snapshot_chunk_rows, 5_000);
+    let cfg = Config::parse(&format!(
+        "[daemon]\nsnapshot_chunk_rows = 250\n{BASE}{MAPPING}"
+    ))
+    .expect("valid");
+    assert_eq!(cfg.daemon.snapshot_chunk_rows, 250);
+    for bad in ["0", "2000000"] {
+        let e = errors(&format!(
+            "[daemon]\nsnapshot_chunk_rows = {bad}\n{BASE}{MAPPING}"
+        ));
+        assert!(e.contains("daemon.snapshot_chunk_rows"), "{e}");
+        assert!(e.contains("between 1 and 1000000"), "{e}");
+    }
+}
+
+#[test]
+fn tombstones_are_accepted_with_a_warning_that_they_do_nothing_yet() {
+    let cfg = Config::parse(&with_mapping(
+        r#"name = "products""#,
+        "name = \"products\"\ntombstones = \"24h\"",
+    ))
+    .unwrap();
+    let w: Vec<String> = cfg.mappings[0]
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("mappings[0].tombstones: tombstones are not implemented yet")),
+        "{w:?}"
+    );
+}

@@ -298,6 +298,14 @@ pub(crate) fn parse(
         tombstones,
         warnings: Vec::new(),
     };
+    if mapping.tombstones.is_some() {
+        // Accepted so configs written for it load, but said out loud: nothing silent.
+        mapping.warnings.push(ConfigError::new(
+            format!("{path}.tombstones"),
+            "tombstones are not implemented yet: deletes still win over concurrent updates",
+            "remove the key, or keep it for when tombstones arrive",
+        ));
+    }
     cross_check(&mut mapping, path, &ep_refs, errs);
     super::expressions::check(&mut mapping, path, errs);
     (errs.0.len() == before).then_some(mapping)

@@ -38,6 +38,9 @@ pub async fn run(path: &Path) -> u8 {
         Ok(c) => Arc::new(c),
         Err(code) => return code,
     };
+    for w in cfg.mappings.iter().flat_map(|m| &m.warnings) {
+        warn!(warning = %w, "configuration");
+    }
     let prometheus = match PrometheusBuilder::new().install_recorder() {
         Ok(h) => h,
         Err(e) => {
