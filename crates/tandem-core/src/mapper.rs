@@ -306,7 +306,13 @@ impl RowMapper {
         // `row` for the transforms, built once per image and only when one needs it.
         let mut vars: Option<RowVars> = None;
         for (t, &s) in idx.iter().enumerate() {
-            let (name, ty) = &self.target.columns[t];
+            let Some((name, ty)) = self.target.columns.get(t) else {
+                return Err(MapError::Drift {
+                    mapping: self.mapping.clone(),
+                    what: "a mapped column has no target column".into(),
+                    fix: "report this as a bug in tandem".into(),
+                });
+            };
             let transform = self.transforms.get(t).and_then(Option::as_ref);
             match (row.get(s), transform) {
                 (Some(Cell::Value(v)), Some(e)) => {

@@ -154,19 +154,19 @@ impl Resolver<'_> {
     /// Returns the value and whether the incoming side won (`None`: park).
     fn resolve_column(
         &self,
-        c: usize,
+        strategy: &Strategy,
         before: Option<&Value>,
         after: &Value,
         current: &Value,
         newer: bool,
     ) -> Option<Value> {
-        match &self.strategies[c] {
+        match strategy {
             Strategy::Delta => {
                 let b = before.cloned().unwrap_or(Value::Null);
                 apply_delta(&b, after, current).or_else(|| Some(current.clone()))
             }
             Strategy::Max | Strategy::Min => {
-                let want = if matches!(self.strategies[c], Strategy::Max) {
+                let want = if matches!(strategy, Strategy::Max) {
                     Ordering::Greater
                 } else {
                     Ordering::Less
@@ -278,7 +278,12 @@ impl Resolver<'_> {
                     continue;
                 }
             }
-            let delta = matches!(self.strategies[c], Strategy::Delta);
+            // Rows come from the mapper, one value per column; a shorter strategy list
+            // would be a bug, and the column is then left alone rather than panicking.
+            let Some(strategy) = self.strategies.get(c) else {
+                continue;
+            };
+            let delta = matches!(strategy, Strategy::Delta);
             // The target already holds the incoming value (the other side converged on it,
             // or a DBA resolved a conflict by writing it): nothing to write, no conflict.
             // Not for counters: there the change is a difference, not a value.
@@ -291,37 +296,36 @@ impl Resolver<'_> {
                 continue;
             }
             let conflicting = b.is_none_or(|b| !tc.same_as(b));
-            if let Strategy::Max | Strategy::Min = self.strategies[c] {
+            if let Strategy::Max | Strategy::Min = strategy {
                 // A max/min column is a register that only moves one way: every side
                 // keeps the extreme of what it holds and what arrives, and sends a kept
                 // value back (merged the same way there). Applying "the newer value" when
                 // `t = b` would let a chain of older changes from one side undo a value the
                 // other side already settled, and the sides would never meet again.
-                let Some(v) = self.resolve_column(c, b, a, tc, newer) else {
+                let Some(v) = self.resolve_column(strategy, b, a, tc, newer) else {
                     continue;
                 };
                 if !v.same_as(tc) {
                     set.push((c, v.clone()));
                 }
                 if !v.same_as(a) {
-                    strategies.push(self.strategies[c].to_string());
+                    strategies.push(strategy.to_string());
                     kept = true;
                     write_back.push((c, v));
                 } else if conflicting {
-                    strategies.push(self.strategies[c].to_string());
+                    strategies.push(strategy.to_string());
                     took_incoming = true;
                 }
                 continue;
             }
-            let prefer_other =
-                matches!(&self.strategies[c], Strategy::Prefer(o) if o != self.source_endpoint);
+            let prefer_other = matches!(strategy, Strategy::Prefer(o) if o != self.source_endpoint);
             if !conflicting && !prefer_other {
                 set.push((c, a.clone()));
                 continue;
             }
             if !conflicting {
                 // Rule 3: the owner's value stays even when nothing else changed it.
-                strategies.push(self.strategies[c].to_string());
+                strategies.push(strategy.to_string());
                 kept = true;
                 write_back.push((c, tc.clone()));
                 continue;
@@ -342,19 +346,18 @@ impl Resolver<'_> {
             if delta && !is_insert && b.is_none() {
                 // An update without its before-image carries no delta: take the value
                 // as it came and record the conflict so a DBA can check the counter.
-                strategies.push(self.strategies[c].to_string());
+                strategies.push(strategy.to_string());
                 took_incoming = true;
                 set.push((c, a.clone()));
                 continue;
             }
-            strategies.push(self.strategies[c].to_string());
-            match self.resolve_column(c, b, a, tc, newer) {
+            strategies.push(strategy.to_string());
+            match self.resolve_column(strategy, b, a, tc, newer) {
                 None => parked = true,
                 Some(v) => {
                     // The owner keeps its value: send it back (only where the source still
                     // holds what it sent), so that the source converges too.
-                    if matches!(&self.strategies[c], Strategy::Prefer(o) if o != self.source_endpoint)
-                    {
+                    if matches!(strategy, Strategy::Prefer(o) if o != self.source_endpoint) {
                         write_back.push((c, v.clone()));
                     }
                     if v.same_as(a) {
