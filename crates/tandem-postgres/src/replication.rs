@@ -209,8 +209,14 @@ pub async fn ensure_publication(
         .map_err(|e| sql_err("Cannot read pg_publication_tables", e))?;
     let published: Vec<TableId> = rows
         .iter()
-        .map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1)))
-        .collect();
+        .map(|r| {
+            Ok(TableId::new(
+                r.try_get::<_, String>(0)?,
+                r.try_get::<_, String>(1)?,
+            ))
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| sql_err("Cannot read pg_publication_tables", e))?;
     let missing: Vec<&TableId> = tables.iter().filter(|t| !published.contains(t)).collect();
     if !missing.is_empty() {
         let sql = format!(
@@ -252,9 +258,15 @@ pub async fn read_slot(client: &Client, slot: &str) -> Result<Option<SlotState>,
         .await
         .map_err(|e| sql_err("Cannot read pg_replication_slots", e))?;
     let Some(row) = row else { return Ok(None) };
-    let plugin: Option<String> = row.get(0);
-    let database: Option<String> = row.get(1);
-    let current: String = row.get(5);
+    let plugin: Option<String> = row
+        .try_get(0)
+        .map_err(|e| sql_err("Cannot read the replication slot", e))?;
+    let database: Option<String> = row
+        .try_get(1)
+        .map_err(|e| sql_err("Cannot read the replication slot", e))?;
+    let current: String = row
+        .try_get(5)
+        .map_err(|e| sql_err("Cannot read the replication slot", e))?;
     if plugin.as_deref() != Some(PLUGIN) {
         return Err(StageError::definite(
             format!("Replication slot {slot:?} uses plugin {plugin:?}, not {PLUGIN}"),
@@ -267,7 +279,9 @@ pub async fn read_slot(client: &Client, slot: &str) -> Result<Option<SlotState>,
             "configure another slot name for this endpoint",
         ));
     }
-    let wal_status: Option<String> = row.get(3);
+    let wal_status: Option<String> = row
+        .try_get(3)
+        .map_err(|e| sql_err("Cannot read the replication slot", e))?;
     if wal_status.as_deref() == Some("lost") {
         return Err(StageError::definite(
             format!("Replication slot {slot:?} is invalidated (wal_status = lost)"),
@@ -275,14 +289,18 @@ pub async fn read_slot(client: &Client, slot: &str) -> Result<Option<SlotState>,
              tandem's checkpoint for this direction, then run the initial sync again",
         ));
     }
-    let confirmed: Option<String> = row.get(4);
+    let confirmed: Option<String> = row
+        .try_get(4)
+        .map_err(|e| sql_err("Cannot read the replication slot", e))?;
     let confirmed_flush = confirmed
         .as_deref()
         .and_then(|s| s.parse().ok())
         .unwrap_or(Lsn(0));
     Ok(Some(SlotState {
         confirmed_flush,
-        active_pid: row.get(2),
+        active_pid: row
+            .try_get(2)
+            .map_err(|e| sql_err("Cannot read the replication slot", e))?,
         wal_status,
     }))
 }
@@ -311,7 +329,9 @@ pub async fn create_slot(client: &Client, slot: &str) -> Result<Lsn, StageError>
         )
         .await
         .map_err(|e| sql_err(format!("Cannot create replication slot {slot:?}"), e))?;
-    let lsn: String = row.get(0);
+    let lsn: String = row
+        .try_get(0)
+        .map_err(|e| sql_err("Cannot read the replication slot", e))?;
     lsn.parse().map_err(|e| {
         StageError::definite_from(
             "The server returned an unreadable LSN",
@@ -327,7 +347,8 @@ pub async fn server_version(client: &Client) -> Result<i32, StageError> {
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .await
         .map_err(|e| sql_err("Cannot read the server version", e))?;
-    Ok(row.get(0))
+    row.try_get(0)
+        .map_err(|e| sql_err("Cannot read the replication slot", e))
 }
 
 /// Every enum type's labels in sort order, so columns of them decode as enums.
@@ -343,10 +364,10 @@ pub async fn enum_labels(
         )
         .await
         .map_err(|e| sql_err("Cannot read pg_enum", e))?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get::<_, u32>(0), r.get::<_, Vec<String>>(1)))
-        .collect())
+    rows.iter()
+        .map(|r| Ok((r.try_get::<_, u32>(0)?, r.try_get::<_, Vec<String>>(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| sql_err("Cannot read pg_enum", e))
 }
 
 /// How far a slot lags behind the server's WAL.
@@ -377,9 +398,10 @@ pub async fn lag(client: &Client, slot: &str) -> Result<SlotLag, StageError> {
                 "start tandem to create it, or check the endpoint's slot name",
             )
         })?;
+    let read = |e| sql_err("Cannot read pg_replication_slots", e);
     Ok(SlotLag {
-        bytes_behind: row.get::<_, Option<i64>>(0).unwrap_or(0),
-        wal_status: row.get(1),
-        safe_wal_size: row.get(2),
+        bytes_behind: row.try_get::<_, Option<i64>>(0).map_err(read)?.unwrap_or(0),
+        wal_status: row.try_get(1).map_err(read)?,
+        safe_wal_size: row.try_get(2).map_err(read)?,
     })
 }

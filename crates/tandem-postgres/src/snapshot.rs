@@ -384,10 +384,11 @@ impl PgSnapshot {
         let mut columns = Vec::with_capacity(cols.len());
         let mut type_oids = Vec::with_capacity(cols.len());
         let mut sql_types = Vec::with_capacity(cols.len());
+        let bad = |e| sql_err("Cannot read the columns of a mapped table", e);
         for r in &cols {
-            let oid: u32 = r.get(1);
-            let typmod: i32 = r.get(2);
-            let formatted: String = r.get(3);
+            let oid: u32 = r.try_get(1).map_err(bad)?;
+            let typmod: i32 = r.try_get(2).map_err(bad)?;
+            let formatted: String = r.try_get(3).map_err(bad)?;
             let native_type =
                 types::builtin_type_name(oid, typmod).unwrap_or_else(|| formatted.clone());
             let column_type = match enums.get(&oid) {
@@ -395,9 +396,8 @@ impl PgSnapshot {
                 None => types::column_type(oid, typmod, &native_type),
             };
             // The stream cannot know nullability; say the same here so both shapes agree.
-            let _not_null: bool = r.get(4);
             columns.push(ColumnSchema {
-                name: r.get(0),
+                name: r.try_get(0).map_err(bad)?,
                 column_type,
                 native_type,
                 nullable: true,
