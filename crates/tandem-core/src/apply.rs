@@ -95,6 +95,13 @@ pub struct Applier {
 
 type RowStates = (Option<Vec<Value>>, Option<Vec<Value>>);
 
+/// The checkpoint-table key under which a direction records that the initial copy of one
+/// source table is committed, with the snapshot position it was copied at. It shares the
+/// direction's prefix, so deleting `pipeline LIKE '<direction>%'` forgets both.
+pub fn snapshot_progress_key(pipeline: &str, table: &TableId) -> String {
+    format!("{pipeline} snapshot {table}")
+}
+
 fn key_string(key: &[Value]) -> String {
     serde_json::Value::Array(key.iter().map(Value::to_json).collect()).to_string()
 }
@@ -205,6 +212,12 @@ impl Applier {
         Ok(self.checkpoint.clone())
     }
 
+    /// Another position stored in the target's checkpoint table under `key` (e.g. a
+    /// [`snapshot_progress_key`]); `None` if there is none.
+    pub async fn stored_checkpoint(&mut self, key: &str) -> Result<Option<Position>, StageError> {
+        self.sink.checkpoint(key).await
+    }
+
     /// Apply events until the transport closes, `stop` turns true, or an error.
     ///
     /// On stop, an open transaction that is not complete is rolled back (the source will
@@ -218,7 +231,14 @@ impl Applier {
             self.load_checkpoint().await?;
         }
         let mut in_tx = false;
+        // A progress position held back by the rate limit; checkpointed when the interval
+        // is over unless a later commit passed it. Dropping it instead would leave an idle
+        // source's last position unacknowledged, and PostgreSQL waits for that on shutdown.
+        let mut deferred: Option<(Position, DateTime<Utc>)> = None;
         loop {
+            let wait = self.last_progress.map_or(Duration::ZERO, |t| {
+                PROGRESS_CHECKPOINT_INTERVAL.saturating_sub(t.elapsed())
+            });
             let event = tokio::select! {
                 biased;
                 _ = stop.changed() => {
@@ -228,6 +248,12 @@ impl Applier {
                         self.commit_group().await?;
                     }
                     return Ok(());
+                }
+                _ = tokio::time::sleep(wait), if deferred.is_some() && !in_tx && self.group_txs == 0 => {
+                    if let Some((position, at)) = deferred.take() {
+                        self.checkpoint_progress(position, at).await?;
+                    }
+                    continue;
                 }
                 wb = recv_write_back(&mut self.write_back_in), if !in_tx && self.write_back_in.is_some() => {
                     match wb {
@@ -311,6 +337,19 @@ impl Applier {
                         self.commit_group().await?;
                     }
                 }
+                SourceEvent::SnapshotCommit {
+                    table,
+                    position,
+                    commit_time,
+                } => {
+                    in_tx = false;
+                    self.flush().await?;
+                    // Never grouped: it records its own key, not the direction's.
+                    self.group_txs = 1;
+                    self.group_last = Some((position, commit_time));
+                    let key = snapshot_progress_key(&self.settings.pipeline, &table);
+                    self.commit_group_to(Some(key)).await?;
+                }
                 SourceEvent::Progress { position, at } => {
                     if self.group_txs > 0 {
                         self.commit_group().await?;
@@ -318,10 +357,7 @@ impl Applier {
                     let due = self
                         .last_progress
                         .is_none_or(|t| t.elapsed() >= PROGRESS_CHECKPOINT_INTERVAL);
-                    let ahead = match &self.checkpoint {
-                        Some(cp) => cp.try_cmp(&position).is_ok_and(|o| o.is_lt()),
-                        None => true,
-                    };
+                    let ahead = self.ahead_of_checkpoint(&position);
                     if !in_tx && self.group_txs == 0 && !rx.has_pending() {
                         // Caught up: everything the source has read is applied (or was not
                         // ours to apply), so nothing is waiting.
@@ -330,15 +366,38 @@ impl Applier {
                         self.status.update(&p, |s| s.lag_seconds = Some(0.0));
                     }
                     if due && ahead && !in_tx {
-                        self.ensure_open().await?;
-                        self.group_last = Some((position, at));
-                        self.group_txs = 1;
-                        self.commit_group().await?;
-                        self.last_progress = Some(Instant::now());
+                        deferred = None;
+                        self.checkpoint_progress(position, at).await?;
+                    } else if ahead && !in_tx {
+                        deferred = Some((position, at));
                     }
                 }
             }
         }
+    }
+
+    fn ahead_of_checkpoint(&self, position: &Position) -> bool {
+        match &self.checkpoint {
+            Some(cp) => cp.try_cmp(position).is_ok_and(|o| o.is_lt()),
+            None => true,
+        }
+    }
+
+    /// Checkpoint a position the source passed with nothing to apply, if still ahead.
+    async fn checkpoint_progress(
+        &mut self,
+        position: Position,
+        at: DateTime<Utc>,
+    ) -> Result<(), StageError> {
+        if !self.ahead_of_checkpoint(&position) {
+            return Ok(());
+        }
+        self.ensure_open().await?;
+        self.group_last = Some((position, at));
+        self.group_txs = 1;
+        self.commit_group().await?;
+        self.last_progress = Some(Instant::now());
+        Ok(())
     }
 
     async fn ensure_open(&mut self) -> Result<(), StageError> {
@@ -747,6 +806,12 @@ impl Applier {
     }
 
     async fn commit_group(&mut self) -> Result<(), StageError> {
+        self.commit_group_to(None).await
+    }
+
+    /// Commit the open target transaction with its position recorded under `key`, or as
+    /// the direction's checkpoint (then acknowledged to the source) when `key` is `None`.
+    async fn commit_group_to(&mut self, key: Option<String>) -> Result<(), StageError> {
         let Some((position, commit_time)) = self.group_last.take() else {
             return Ok(());
         };
@@ -756,8 +821,10 @@ impl Applier {
             }
             self.sink.record(&self.conflicts, &self.dead).await?;
         }
+        let snapshot_table = key.is_some();
+        let checkpoint_key = key.unwrap_or_else(|| self.settings.pipeline.clone());
         self.sink
-            .commit(&self.settings.pipeline, &position, commit_time)
+            .commit(&checkpoint_key, &position, commit_time)
             .await?;
         self.open = false;
         let p = self.settings.pipeline.clone();
@@ -769,7 +836,9 @@ impl Applier {
         let lag = (Utc::now() - commit_time).num_microseconds().unwrap_or(0) as f64 / 1e6;
         metrics::histogram!(telemetry::APPLY_BATCH_SECONDS, "direction" => p.clone())
             .record(elapsed);
-        metrics::gauge!(telemetry::LAG_SECONDS, "direction" => p.clone()).set(lag.max(0.0));
+        if !snapshot_table {
+            metrics::gauge!(telemetry::LAG_SECONDS, "direction" => p.clone()).set(lag.max(0.0));
+        }
         metrics::counter!(telemetry::CHANGES_APPLIED, "direction" => p.clone())
             .increment(self.group_changes);
         metrics::counter!(telemetry::TRANSACTIONS_APPLIED, "direction" => p.clone())
@@ -787,11 +856,13 @@ impl Applier {
         let (txs, changes) = (self.group_txs as u64, self.group_changes);
         let (nconf, ndead) = (self.conflicts.len() as u64, self.dead.len() as u64);
         self.status.update(&p, |s| {
-            s.state = "streaming".into();
-            s.applied_position = Some(position.to_string());
-            s.last_source_commit = Some(commit_time);
+            if !snapshot_table {
+                s.state = "streaming".into();
+                s.applied_position = Some(position.to_string());
+                s.last_source_commit = Some(commit_time);
+                s.lag_seconds = Some(lag.max(0.0));
+            }
             s.last_applied_at = Some(Utc::now());
-            s.lag_seconds = Some(lag.max(0.0));
             s.changes_applied += changes;
             s.transactions_applied += txs;
             s.conflicts += nconf;
@@ -804,6 +875,11 @@ impl Applier {
         self.dead.clear();
         self.group_txs = 0;
         self.group_changes = 0;
+        if snapshot_table {
+            // The stream has not started: there is nothing to acknowledge, and the
+            // direction's own checkpoint stays where it was.
+            return Ok(());
+        }
         self.ack.applied(position.clone());
         self.checkpoint = Some(position);
         Ok(())

@@ -171,6 +171,17 @@ pub enum SourceEvent {
         tables: Vec<Arc<TableSchema>>,
     },
     Commit(TxCommit),
+    /// Ends an initial-copy transaction (opened by a `Begin` with `snapshot: true`) that
+    /// holds every row of one source `table` as of the snapshot at `position`. The applier
+    /// commits it like any other transaction, but records `position` under the table's
+    /// snapshot-progress key (`apply::snapshot_progress_key`) instead of the direction's
+    /// checkpoint, and acknowledges nothing: streaming has not started yet. After a crash
+    /// the copy resumes with the tables that have no such record.
+    SnapshotCommit {
+        table: TableId,
+        position: Position,
+        commit_time: DateTime<Utc>,
+    },
     /// The source has read up to `position` and no transaction is open: nothing between the
     /// last commit and here concerns tandem (skipped, filtered or own transactions). The
     /// applier may checkpoint it so that an idle source still advances.

@@ -20,6 +20,7 @@ pub const DEAD_LETTERS: &str = "tandem_dead_letters_total";
 pub const RECONNECTS: &str = "tandem_reconnects_total";
 pub const SNAPSHOT_ROWS: &str = "tandem_snapshot_rows_total";
 pub const SNAPSHOT_ROWS_ESTIMATED: &str = "tandem_snapshot_rows_estimated";
+pub const SNAPSHOT_SKIPPED_CHANGES: &str = "tandem_snapshot_skipped_changes_total";
 pub const MAPPING_HALTED: &str = "tandem_mapping_halted";
 pub const PG_SLOT_SAFE_WAL_BYTES: &str = "tandem_pg_slot_safe_wal_size_bytes";
 pub const PG_SLOT_WAL_STATUS: &str = "tandem_pg_slot_wal_status";
@@ -51,6 +52,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         SNAPSHOT_ROWS_ESTIMATED,
         "Estimated rows of the table being snapshotted",
+    ),
+    (
+        SNAPSHOT_SKIPPED_CHANGES,
+        "Streamed changes dropped because a resumed initial copy already holds them",
     ),
     (MAPPING_HALTED, "1 while a mapping is halted"),
     (
@@ -89,6 +94,15 @@ pub struct SnapshotStatus {
     pub table: String,
     pub rows_done: u64,
     pub rows_estimated: u64,
+    /// Rows per second of the table being copied.
+    pub rows_per_second: u64,
+    /// Estimated seconds until the table is copied, when its size is known.
+    pub eta_seconds: Option<u64>,
+    /// Tables whose copy is committed, including those a previous run finished.
+    pub tables_done: usize,
+    pub tables_total: usize,
+    /// Tables a previous, interrupted run had already copied (not copied again).
+    pub tables_resumed: usize,
 }
 
 /// Status of every direction, shared between the pipelines and the HTTP endpoint.

@@ -213,11 +213,17 @@ async fn run_once(seed: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let a = pg
-            .psql(&inv, "SELECT count(*) FROM tandem.checkpoints")
+            .psql(
+                &inv,
+                "SELECT count(*) FROM tandem.checkpoints WHERE pipeline NOT LIKE '% snapshot %'",
+            )
             .await
             .unwrap_or_default();
         let b = maria
-            .sql(&ret, "SELECT count(*) FROM tandem_checkpoints")
+            .sql(
+                &ret,
+                "SELECT count(*) FROM tandem_checkpoints WHERE pipeline NOT LIKE '% snapshot %'",
+            )
             .await
             .unwrap_or_default();
         if a.trim() == "1" && b.trim() == "1" {

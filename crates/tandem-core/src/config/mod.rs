@@ -68,7 +68,15 @@ pub struct DaemonConfig {
     /// Transactions applied per target commit at most (grouping small ones).
     #[serde(default = "default_group")]
     pub max_group_transactions: usize,
+    /// Rows per chunk the initial copy reads from the source (and per progress update).
+    #[serde(default = "default_snapshot_chunk_rows")]
+    pub snapshot_chunk_rows: usize,
 }
+
+/// Default rows per chunk of the initial copy.
+pub const DEFAULT_SNAPSHOT_CHUNK_ROWS: usize = 5_000;
+/// Upper bound of `daemon.snapshot_chunk_rows`: a chunk is held in memory.
+pub const MAX_SNAPSHOT_CHUNK_ROWS: usize = 1_000_000;
 
 fn default_listen() -> String {
     DEFAULT_LISTEN.to_owned()
@@ -79,6 +87,9 @@ fn default_ready_lag() -> f64 {
 fn default_group() -> usize {
     256
 }
+fn default_snapshot_chunk_rows() -> usize {
+    DEFAULT_SNAPSHOT_CHUNK_ROWS
+}
 
 impl Default for DaemonConfig {
     fn default() -> Self {
@@ -87,6 +98,7 @@ impl Default for DaemonConfig {
             token: None,
             ready_lag_seconds: DEFAULT_READY_LAG_SECONDS,
             max_group_transactions: default_group(),
+            snapshot_chunk_rows: DEFAULT_SNAPSHOT_CHUNK_ROWS,
         }
     }
 }
@@ -138,7 +150,7 @@ pub enum LoopPrevention {
     Auto,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     pub kind: EndpointKind,
@@ -254,6 +266,13 @@ impl Config {
                 "daemon.max_group_transactions",
                 "must be at least 1",
                 "the default is 256",
+            ));
+        }
+        if !(1..=MAX_SNAPSHOT_CHUNK_ROWS).contains(&self.daemon.snapshot_chunk_rows) {
+            errs.push(ConfigError::new(
+                "daemon.snapshot_chunk_rows",
+                format!("must be between 1 and {MAX_SNAPSHOT_CHUNK_ROWS}"),
+                format!("the default is {DEFAULT_SNAPSHOT_CHUNK_ROWS}"),
             ));
         }
     }

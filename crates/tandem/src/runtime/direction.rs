@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use tandem_core::apply::{Applier, ApplierSettings, WriteBack, DEFAULT_BATCH_ROWS};
+use tandem_core::apply::{
+    snapshot_progress_key, Applier, ApplierSettings, WriteBack, DEFAULT_BATCH_ROWS,
+};
 use tandem_core::error::{ErrorClass, StageError};
 use tandem_core::mapper::RowMapper;
 use tandem_core::source::Source;
@@ -175,7 +177,22 @@ impl Direction {
                 return Err(e);
             }
         };
-        info!(direction = %self.name, checkpoint = ?checkpoint.as_ref().map(ToString::to_string), "starting");
+        // Tables an interrupted initial copy committed (kept after it, for the stream filter).
+        let mut copied = Vec::new();
+        for t in &tables {
+            match applier
+                .stored_checkpoint(&snapshot_progress_key(&self.name, t))
+                .await
+            {
+                Ok(Some(p)) => copied.push((t.clone(), p)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.wb_in = applier.take_write_back_in();
+                    return Err(e);
+                }
+            }
+        }
+        info!(direction = %self.name, checkpoint = ?checkpoint.as_ref().map(ToString::to_string), tables_copied = copied.len(), "starting");
         let (tx, mut rx) = transport::channel(transport::DEFAULT_CAPACITY);
         let (done_tx, done_rx) = oneshot::channel();
         let reader = tokio::spawn(read(
@@ -184,6 +201,7 @@ impl Direction {
             self.name.clone(),
             tables,
             checkpoint,
+            copied,
             tx,
             ack_rx,
             done_rx,
@@ -213,13 +231,19 @@ async fn read(
     name: String,
     tables: Vec<tandem_core::change::TableId>,
     checkpoint: Option<tandem_core::position::Position>,
+    copied: Vec<(
+        tandem_core::change::TableId,
+        tandem_core::position::Position,
+    )>,
     mut tx: ChannelSender,
     mut acks: AckReceiver,
     mut done: oneshot::Receiver<()>,
     board: StatusBoard,
 ) -> Result<(), StageError> {
-    let mut source: Box<dyn Source> =
-        endpoints::open_source(&cfg, &from, &name, &tables, checkpoint, &mut tx, &board).await?;
+    let (mut source, mut filter): (Box<dyn Source>, _) = endpoints::open_source(
+        &cfg, &from, &name, &tables, checkpoint, copied, &mut tx, &board,
+    )
+    .await?;
     let result = loop {
         tokio::select! {
             _ = &mut done => break Ok(()),
@@ -237,10 +261,15 @@ async fn read(
                     let p = c.position.to_string();
                     board.update(&name, |s| s.source_position = Some(p));
                 }
-                tokio::select! {
-                    sent = tx.send(ev) => if sent.is_err() { break Ok(()) },
-                    _ = &mut done => break Ok(()),
+                let events = match filter.process(ev) { Ok(evs) => evs, Err(e) => break Err(e) };
+                let mut closed = false;
+                for ev in events {
+                    tokio::select! {
+                        sent = tx.send(ev) => if sent.is_err() { closed = true; break },
+                        _ = &mut done => { closed = true; break },
+                    }
                 }
+                if closed { break Ok(()) }
             }
         }
     };

@@ -1,7 +1,7 @@
 //! Opening endpoints by kind: the only place the runtime knows which crate serves which
 //! database. Everything past this module talks to `Source`, `Sink` and `Catalog` traits.
 
-use tandem_core::change::TableId;
+use tandem_core::change::{SourceEvent, TableId};
 use tandem_core::config::catalog::Catalog;
 use tandem_core::config::{Config, EndpointConfig, EndpointKind, Secret};
 use tandem_core::error::StageError;
@@ -9,8 +9,10 @@ use tandem_core::position::Position;
 use tandem_core::sink::Sink;
 use tandem_core::source::Source;
 use tandem_core::telemetry::StatusBoard;
-use tandem_core::transport::ChannelSender;
+use tandem_core::transport::{ChannelSender, EventSender};
 use tandem_core::value::ColumnType;
+
+use super::snapshot::{copy, oldest, CopyPlan, MySqlSnapshotReader, StreamFilter};
 
 /// A target: where rows are written, and what its tables look like.
 pub struct Target {
@@ -101,85 +103,178 @@ pub async fn open_target(cfg: &Config, name: &str) -> Result<Target, StageError>
     }
 }
 
-/// Open the source of a direction, resuming after `checkpoint`. Without a checkpoint (the
-/// direction's first start) the endpoint's consistent snapshot of `tables` is sent first,
-/// as one transaction ending at the snapshot's position, and streaming continues from there.
+/// Open the source of a direction, resuming after `checkpoint`.
+///
+/// Without a checkpoint (the direction's first start) the endpoint's consistent snapshot
+/// of the tables not in `copied` (tables an interrupted earlier run committed, with their
+/// copy positions) is sent first, one transaction per table, then the direction's
+/// checkpoint is set to the oldest copy position, and streaming continues from there. The
+/// returned filter drops streamed changes the copies already hold (see `snapshot`).
+#[allow(clippy::too_many_arguments)]
 pub async fn open_source(
     cfg: &Config,
     name: &str,
     direction: &str,
     tables: &[TableId],
     checkpoint: Option<Position>,
+    mut copied: Vec<(TableId, Position)>,
     tx: &mut ChannelSender,
     board: &StatusBoard,
-) -> Result<Box<dyn Source>, StageError> {
+) -> Result<(Box<dyn Source>, StreamFilter), StageError> {
     let ep = endpoint(cfg, name)?;
     let pw = password(name, ep)?;
+    let chunk_rows = cfg.daemon.snapshot_chunk_rows;
+    copied.retain(|(t, _)| tables.contains(t));
+    let todo: Vec<TableId> = tables
+        .iter()
+        .filter(|t| !copied.iter().any(|(c, _)| c == *t))
+        .cloned()
+        .collect();
+    let plan = CopyPlan {
+        tables: &todo,
+        tables_total: tables.len(),
+        tables_resumed: copied.len(),
+    };
+    let copy_needed = checkpoint.is_none() && !todo.is_empty();
     match ep.kind {
         EndpointKind::Postgres => {
-            let resume = match checkpoint {
-                Some(cp) => cp,
-                None => {
+            let resume_ep = resume_endpoint(ep);
+            if !copied.is_empty() {
+                // A crash may have left the resume slot behind; it would hold WAL forever.
+                drop_slot_if_present(&resume_ep, pw.as_ref(), "left by a crashed resumed copy")
+                    .await?;
+            }
+            if copy_needed {
+                let position = if copied.is_empty() {
                     // First start: a slot left by an interrupted earlier copy holds no
-                    // applied change (there is no checkpoint), so it is safe to replace.
-                    drop_stale_slot(ep, pw.as_ref()).await?;
+                    // applied change (nothing is committed), so it is safe to replace.
+                    drop_slot_if_present(ep, pw.as_ref(), "left by an unfinished initial copy")
+                        .await?;
                     let (snap, position) =
                         tandem_postgres::snapshot::PgSnapshot::begin(ep, pw.as_ref(), tables)
                             .await?;
-                    super::snapshot::copy(
-                        Box::new(snap),
+                    let snap = snap.with_chunk_rows(chunk_rows);
+                    copy(Box::new(snap), plan, position.clone(), tx, board, direction).await?;
+                    position
+                } else {
+                    // The direction's slot keeps the WAL since the finished tables' copy
+                    // position; a second, short-lived slot gives the new snapshot.
+                    require_slot(ep, pw.as_ref()).await?;
+                    let (snap, position) = tandem_postgres::snapshot::PgSnapshot::begin(
+                        &resume_ep,
+                        pw.as_ref(),
                         tables,
-                        position.clone(),
-                        tx,
-                        board,
-                        direction,
                     )
                     .await?;
+                    let snap = snap.with_chunk_rows(chunk_rows);
+                    copy(Box::new(snap), plan, position.clone(), tx, board, direction).await?;
+                    drop_slot_if_present(&resume_ep, pw.as_ref(), "its snapshot is copied").await?;
                     position
-                }
-            };
+                };
+                copied.extend(todo.iter().map(|t| (t.clone(), position.clone())));
+            }
+            let (resume, filter) = stream_start(checkpoint, copied, tx).await?;
             let source =
                 tandem_postgres::source::PgSource::start(ep, pw.as_ref(), tables, Some(&resume))
                     .await?;
-            Ok(Box::new(source))
+            Ok((Box::new(source), filter))
         }
         EndpointKind::Mysql => {
-            let resume = match checkpoint {
-                Some(cp) => cp,
-                None => {
-                    let conn = tandem_mysql::connect::connect(ep, pw.as_ref()).await?;
-                    let snap = tandem_mysql::snapshot::Snapshot::begin(conn).await?;
-                    let position = snap.position.clone();
-                    let reader = super::snapshot::MySqlSnapshotReader::open(snap, tables).await?;
-                    super::snapshot::copy(
-                        Box::new(reader),
-                        tables,
-                        position.clone(),
-                        tx,
-                        board,
-                        direction,
-                    )
-                    .await?;
-                    position
-                }
-            };
+            if copy_needed {
+                let conn = tandem_mysql::connect::connect(ep, pw.as_ref()).await?;
+                let snap = tandem_mysql::snapshot::Snapshot::begin(conn).await?;
+                let position = snap.position.clone();
+                let reader = MySqlSnapshotReader::open(snap, &todo, chunk_rows).await?;
+                copy(
+                    Box::new(reader),
+                    plan,
+                    position.clone(),
+                    tx,
+                    board,
+                    direction,
+                )
+                .await?;
+                copied.extend(todo.iter().map(|t| (t.clone(), position.clone())));
+            }
+            let (resume, filter) = stream_start(checkpoint, copied, tx).await?;
             let options = tandem_mysql::source::SourceOptions::for_endpoint(ep);
             let source =
                 tandem_mysql::source::MySqlSource::start(ep, pw.as_ref(), &resume, options).await?;
-            Ok(Box::new(source))
+            Ok((Box::new(source), filter))
         }
     }
 }
 
-async fn drop_stale_slot(ep: &EndpointConfig, pw: Option<&Secret>) -> Result<(), StageError> {
+/// Where the stream starts, and what it must drop: after the checkpoint if there is one;
+/// otherwise (every table copied) at the oldest copy position, which becomes the
+/// direction's checkpoint.
+async fn stream_start(
+    checkpoint: Option<Position>,
+    copied: Vec<(TableId, Position)>,
+    tx: &mut ChannelSender,
+) -> Result<(Position, StreamFilter), StageError> {
+    let start = match checkpoint {
+        Some(cp) => cp,
+        None => {
+            let positions: Vec<&Position> = copied.iter().map(|(_, p)| p).collect();
+            let start = oldest(&positions)?.ok_or_else(|| {
+                StageError::definite(
+                    "The direction has no table to copy",
+                    "map at least one table in this direction",
+                )
+            })?;
+            tx.send(SourceEvent::Progress {
+                position: start.clone(),
+                at: chrono::Utc::now(),
+            })
+            .await?;
+            start
+        }
+    };
+    let filter = StreamFilter::new(copied, &start)?;
+    Ok((start, filter))
+}
+
+/// The endpoint with the name of the slot that serves a resumed copy's new snapshot.
+fn resume_endpoint(ep: &EndpointConfig) -> EndpointConfig {
+    let mut resume = ep.clone();
+    resume.slot = Some(format!("{}_resume", ep.slot_name()));
+    resume
+}
+
+async fn require_slot(ep: &EndpointConfig, pw: Option<&Secret>) -> Result<(), StageError> {
     let (client, _conn) = tandem_postgres::connect::connect(ep, pw, "tandem setup").await?;
     let slot = ep.slot_name();
-    if let Some(state) = tandem_postgres::replication::read_slot(&client, slot).await? {
+    if tandem_postgres::replication::read_slot(&client, slot)
+        .await?
+        .is_none()
+    {
+        return Err(StageError::definite(
+            format!("The initial copy was interrupted, and the replication slot {slot:?} that holds the changes since is gone"),
+            "copy again: stop tandem, delete this direction's rows (pipeline LIKE '<direction>%') from the target's checkpoint table, and start it",
+        ));
+    }
+    Ok(())
+}
+
+async fn drop_slot_if_present(
+    ep: &EndpointConfig,
+    pw: Option<&Secret>,
+    why: &str,
+) -> Result<(), StageError> {
+    let (client, _conn) = tandem_postgres::connect::connect(ep, pw, "tandem setup").await?;
+    let slot = ep.slot_name();
+    for attempt in 0..20 {
+        let Some(state) = tandem_postgres::replication::read_slot(&client, slot).await? else {
+            return Ok(());
+        };
+        if state.active_pid.is_some() && attempt < 19 {
+            // The walsender of the session that created it may still be exiting.
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            continue;
+        }
         tandem_postgres::replication::check_not_active(slot, &state)?;
-        tracing::warn!(
-            slot,
-            "dropping the replication slot of an initial copy that did not finish"
-        );
+        tracing::info!(slot, why, "dropping replication slot");
         client
             .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
             .await
@@ -190,6 +285,7 @@ async fn drop_stale_slot(ep: &EndpointConfig, pw: Option<&Secret>) -> Result<(),
                     e,
                 )
             })?;
+        return Ok(());
     }
     Ok(())
 }
