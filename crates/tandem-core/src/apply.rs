@@ -257,7 +257,7 @@ impl Applier {
                 }
                 wb = recv_write_back(&mut self.write_back_in), if !in_tx && self.write_back_in.is_some() => {
                     match wb {
-                        Some(wb) => self.apply_idle_write_back(wb).await?,
+                        Some(wb) => self.apply_write_back_between_transactions(wb).await?,
                         None => self.write_back_in = None,
                     }
                     continue;
@@ -435,7 +435,17 @@ impl Applier {
         }
     }
 
-    async fn apply_idle_write_back(&mut self, wb: WriteBack) -> Result<(), StageError> {
+    async fn apply_write_back_between_transactions(
+        &mut self,
+        wb: WriteBack,
+    ) -> Result<(), StageError> {
+        if self.group_txs > 0 {
+            // Source transactions are waiting in the open group: the write-back rides
+            // along and commits with them and *their* checkpoint. Committing it here with
+            // the old checkpoint would commit their rows under a position they are past,
+            // and a restart would apply them twice.
+            return self.apply_write_back(wb).await;
+        }
         // Only once there is a checkpoint to commit with.
         let Some(cp) = self.checkpoint.clone() else {
             return Ok(());
