@@ -3,8 +3,17 @@
 //! A background task reads the dump and sends events into a bounded channel; when the
 //! pipeline falls behind, the channel fills, the task stops reading, and the server's
 //! socket buffer applies backpressure (invariant 6). Transactions are streamed: `Begin` is
-//! sent at the first row of a transaction, each row as soon as its rows event is decoded
-//! (at most one rows event, a few KiB, is held), `Commit` at XID/`COMMIT`.
+//! sent at the first row of a transaction, rows as their rows events are decoded, `Commit`
+//! at XID/`COMMIT`.
+//!
+//! Events cross the channel in batches of up to [`BATCH_EVENTS`], not one by one: a
+//! message per row cost more than decoding the row (channel send, wake-up and the
+//! receiving task's poll per row; measured in `BENCHMARKS.md`). A batch is sent when it is
+//! full and at every `Commit` and `Progress`, i.e. whenever the reader reaches the end of
+//! an event group and may then wait on the server, so nothing read stays held while the
+//! stream is idle. [`MySqlSource::next_event`] hands the batch out one event at a time.
+//! Memory stays bounded by events, as before: the channel holds
+//! `channel_capacity / BATCH_EVENTS` batches.
 //!
 //! Positions: the MariaDB GTID state is kept for every domain and advanced by *every*
 //! event group, including those tandem drops (its own writes, other databases, DDL), so
@@ -54,6 +63,11 @@ use crate::connect::{classify, connect};
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Default number of events buffered between the reader task and the pipeline.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
+/// Most events sent over the channel in one message.
+pub const BATCH_EVENTS: usize = 256;
+
+/// One message of the reader task: events in stream order, or the error that ended it.
+type Batch = Result<Vec<SourceEvent>, StageError>;
 
 /// How the source reads.
 #[derive(Debug, Clone)]
@@ -84,7 +98,9 @@ impl SourceOptions {
 
 /// A running binlog reader.
 pub struct MySqlSource {
-    rx: mpsc::Receiver<Result<SourceEvent, StageError>>,
+    rx: mpsc::Receiver<Batch>,
+    /// The rest of the last batch received, in stream order.
+    buffered: std::collections::VecDeque<SourceEvent>,
     task: JoinHandle<()>,
     acknowledged: Option<Position>,
 }
@@ -157,7 +173,7 @@ impl MySqlSource {
         state.checksum_in_fake_rotate = checksum_on;
         // The request borrows the file name; the stream owns the connection afterwards.
         let stream = dump.get_binlog_stream(request).await.map_err(dump_error)?;
-        let (tx, rx) = mpsc::channel(opts.channel_capacity.max(1));
+        let (tx, rx) = mpsc::channel((opts.channel_capacity / BATCH_EVENTS).max(2));
         let reader = Reader {
             state,
             opts,
@@ -165,10 +181,12 @@ impl MySqlSource {
             catalog: CatalogCache::default(),
             tables: HashMap::new(),
             out: tx,
+            pending: Vec::with_capacity(BATCH_EVENTS),
         };
         let task = tokio::spawn(reader.run(stream));
         Ok(MySqlSource {
             rx,
+            buffered: std::collections::VecDeque::new(),
             task,
             acknowledged: None,
         })
@@ -202,14 +220,23 @@ fn dump_error(e: mysql_async::Error) -> StageError {
 
 #[async_trait]
 impl Source for MySqlSource {
-    /// Cancel-safe: an event is either returned or stays in the channel.
+    /// Cancel-safe: an event is either returned or stays buffered (the only await is the
+    /// channel's `recv`, itself cancel-safe; a received batch is stored before returning).
     async fn next_event(&mut self) -> Result<SourceEvent, StageError> {
-        match self.rx.recv().await {
-            Some(ev) => ev,
-            None => Err(StageError::Transient {
-                what: "The binlog reader stopped".into(),
-                source: None,
-            }),
+        loop {
+            if let Some(ev) = self.buffered.pop_front() {
+                return Ok(ev);
+            }
+            match self.rx.recv().await {
+                Some(Ok(batch)) => self.buffered.extend(batch),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(StageError::Transient {
+                        what: "The binlog reader stopped".into(),
+                        source: None,
+                    })
+                }
+            }
         }
     }
 
@@ -293,7 +320,9 @@ struct Reader {
     schema_conn: Conn,
     catalog: CatalogCache,
     tables: HashMap<u64, CachedTable>,
-    out: mpsc::Sender<Result<SourceEvent, StageError>>,
+    out: mpsc::Sender<Batch>,
+    /// Events not sent yet (see the module docs for when they are).
+    pending: Vec<SourceEvent>,
 }
 
 /// Why the read loop ended.
@@ -340,24 +369,41 @@ impl Reader {
                 Ok(()) => {}
                 Err(Stop::Closed) => return,
                 Err(Stop::Error(e)) => {
-                    let _ = self.out.send(Err(e)).await;
+                    // Whatever was read before the error is valid: deliver it first.
+                    if self.flush().await.is_ok() {
+                        let _ = self.out.send(Err(e)).await;
+                    }
                     return;
                 }
             }
         }
     }
 
-    async fn send(&self, ev: SourceEvent) -> Result<(), Stop> {
-        self.out.send(Ok(ev)).await.map_err(|_| Stop::Closed)
+    /// Queue `ev`; sends the batch once it is full.
+    async fn send(&mut self, ev: SourceEvent) -> Result<(), Stop> {
+        self.pending.push(ev);
+        if self.pending.len() >= BATCH_EVENTS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Send the queued events, if any.
+    async fn flush(&mut self) -> Result<(), Stop> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH_EVENTS));
+        self.out.send(Ok(batch)).await.map_err(|_| Stop::Closed)
     }
 
     async fn progress(&mut self, at: DateTime<Utc>) -> Result<(), Stop> {
         let position = self.state.position();
-        if self.state.reported.as_ref() == Some(&position) {
-            return Ok(());
+        if self.state.reported.as_ref() != Some(&position) {
+            self.state.reported = Some(position.clone());
+            self.send(SourceEvent::Progress { position, at }).await?;
         }
-        self.state.reported = Some(position.clone());
-        self.send(SourceEvent::Progress { position, at }).await
+        self.flush().await
     }
 
     /// End of a group: record its GTID, then `Commit` or `Progress`.
@@ -382,7 +428,8 @@ impl Reader {
                 position,
                 commit_time: at,
             }))
-            .await
+            .await?;
+            self.flush().await
         } else {
             self.progress(at).await
         }
@@ -507,7 +554,9 @@ impl Reader {
                     open.dropped = true;
                     return Ok(());
                 }
-                let mut changes = Vec::new();
+                // Decode the whole event before emitting anything: a bad row must not leave
+                // half of its event delivered.
+                let mut changes = Vec::with_capacity(64);
                 decoder
                     .decode_rows(&rows, |row| changes.push(row))
                     .map_err(binlog_error)?;

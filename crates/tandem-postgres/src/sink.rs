@@ -23,6 +23,14 @@
 //! grouped by the set of columns they write; deletes match key arrays. Large insert batches
 //! go through `COPY` into a temporary table instead (see [`COPY_THRESHOLD`]).
 //!
+//! Plans. The session runs with `plan_cache_mode = force_custom_plan`: every execution of
+//! a prepared statement is planned for its actual arrays and the table's current size.
+//! With the default (`auto`) PostgreSQL settles on a generic plan after five executions
+//! and keeps it until the table is next analyzed; a sink started on an empty or small
+//! table therefore kept reading current rows through a sequential scan and hash join as
+//! the table grew, and fell behind a steady 10,000 changes/s stream (`BENCHMARKS.md`,
+//! lag). Planning these statements costs far less than one scan of a large table.
+//!
 //! `ON CONFLICT` refuses to touch one row twice in a statement, and statements grouped by
 //! kind would reorder two writes of one key. A batch is therefore cut into segments in
 //! which every key occurs once; segments run in order, and inside one the order of keys
@@ -110,6 +118,11 @@ impl PgSink {
     ) -> Result<PgSink, StageError> {
         crate::ddl::ensure_tables(&client, schema).await?;
         setup_origin(&client, origin).await?;
+        // See the module docs, "Plans".
+        client
+            .batch_execute("SET plan_cache_mode = force_custom_plan")
+            .await
+            .map_err(|e| classify("Cannot set plan_cache_mode for the applying session", e))?;
         Ok(PgSink {
             client,
             connection,

@@ -72,12 +72,8 @@ pub fn decode_decimal(bytes: &[u8], precision: u8, scale: u8) -> Result<Value, D
     }
     let intg = usize::from(precision - scale);
     let frac = usize::from(scale);
-    let mut s = String::with_capacity(usize::from(precision) + 3);
-    if negative {
-        s.push('-');
-    }
     let mut pos = 0usize;
-    let mut group = |digits: usize, s: &mut String| -> Result<(), DecodeError> {
+    let mut group = |digits: usize| -> Result<u64, DecodeError> {
         let n = DIG2BYTES
             .get(digits)
             .copied()
@@ -89,27 +85,73 @@ pub fn decode_decimal(bytes: &[u8], precision: u8, scale: u8) -> Result<Value, D
         if v >= POW10.get(digits).copied().unwrap_or(0) {
             return Err(bad("decimal", "digit group out of range"));
         }
-        s.push_str(&format!("{v:0digits$}"));
-        Ok(())
+        Ok(v)
     };
-    // Every group zero-padded, then the integer part's leading zeros dropped (one kept).
+    // The groups in order: the integer part's short leading group, its full groups, the
+    // fraction's full groups, its short trailing group. At most 8 + 5 groups (65 digits).
+    let mut groups: [(usize, u64); 16] = [(0, 0); 16];
+    let mut count = 0usize;
+    let sizes = std::iter::once(intg % 9)
+        .chain(std::iter::repeat_n(9, intg / 9))
+        .chain(std::iter::repeat_n(9, frac / 9))
+        .chain(std::iter::once(frac % 9))
+        .filter(|&d| d > 0);
+    for digits in sizes {
+        let v = group(digits)?;
+        let slot = groups
+            .get_mut(count)
+            .ok_or_else(|| bad("decimal", "too many digit groups"))?;
+        *slot = (digits, v);
+        count += 1;
+    }
+    let groups = groups.get(..count).unwrap_or(&[]);
+    let scale_i64 = i64::from(scale);
+    // Up to 38 digits the unscaled value fits an i128: no text round trip (the common
+    // case, and the one the hot path meets; the value is the same either way).
+    if precision <= 38 {
+        let mut unscaled: i128 = 0;
+        for &(digits, v) in groups {
+            let p = i128::from(POW10.get(digits).copied().unwrap_or(1));
+            unscaled = unscaled * p + i128::from(v);
+        }
+        if negative {
+            unscaled = -unscaled;
+        }
+        let int = bigdecimal::num_bigint::BigInt::from(unscaled);
+        return Ok(Value::Decimal(BigDecimal::new(int, scale_i64)));
+    }
+    decimal_from_text(groups, intg, frac, negative)
+}
+
+/// The reference path (any precision): the digits as text, parsed by `BigDecimal`.
+fn decimal_from_text(
+    groups: &[(usize, u64)],
+    intg: usize,
+    frac: usize,
+    negative: bool,
+) -> Result<Value, DecodeError> {
     let mut int_digits = String::with_capacity(intg);
-    if intg % 9 > 0 {
-        group(intg % 9, &mut int_digits)?;
+    let mut frac_digits = String::with_capacity(frac);
+    let mut seen = 0usize;
+    for &(digits, v) in groups {
+        let out = if seen < intg {
+            &mut int_digits
+        } else {
+            &mut frac_digits
+        };
+        seen += digits;
+        out.push_str(&format!("{v:0digits$}"));
     }
-    for _ in 0..intg / 9 {
-        group(9, &mut int_digits)?;
-    }
+    // Every group zero-padded, then the integer part's leading zeros dropped (one kept).
     let trimmed = int_digits.trim_start_matches('0');
+    let mut s = String::with_capacity(intg + frac + 3);
+    if negative {
+        s.push('-');
+    }
     s.push_str(if trimmed.is_empty() { "0" } else { trimmed });
     if frac > 0 {
         s.push('.');
-        for _ in 0..frac / 9 {
-            group(9, &mut s)?;
-        }
-        if frac % 9 > 0 {
-            group(frac % 9, &mut s)?;
-        }
+        s.push_str(&frac_digits);
     }
     BigDecimal::from_str(&s)
         .map(Value::Decimal)
@@ -375,6 +417,46 @@ mod tests {
         );
         assert!(decode_decimal(&[0x80, 0], 10, 2).is_err());
         assert!(decode_decimal(&[0x80; 40], 66, 2).is_err());
+    }
+
+    proptest::proptest! {
+        /// The i128 path gives the same value, scale included (so the same text), as the
+        /// text path, for every precision it serves.
+        #[test]
+        fn decimal_fast_path_matches_text(
+            precision in 1u8..=38,
+            scale_pick in 0u8..=38,
+            seed in proptest::collection::vec(0u64..1_000_000_000, 5),
+            negative in proptest::bool::ANY,
+        ) {
+            let scale = scale_pick.min(precision).min(30);
+            let intg = usize::from(precision - scale);
+            let frac = usize::from(scale);
+            let sizes: Vec<usize> = std::iter::once(intg % 9)
+                .chain(std::iter::repeat_n(9, intg / 9))
+                .chain(std::iter::repeat_n(9, frac / 9))
+                .chain(std::iter::once(frac % 9))
+                .filter(|&d| d > 0)
+                .collect();
+            let groups: Vec<(usize, u64)> = sizes
+                .iter()
+                .zip(seed.iter().cycle())
+                .map(|(&d, &v)| (d, v % POW10[d]))
+                .collect();
+            let mut bytes = Vec::new();
+            for &(d, v) in &groups {
+                let n = DIG2BYTES[d];
+                bytes.extend_from_slice(&v.to_be_bytes()[8 - n..]);
+            }
+            bytes[0] ^= 0x80;
+            if negative {
+                bytes.iter_mut().for_each(|b| *b = !*b);
+            }
+            let fast = decode_decimal(&bytes, precision, scale).unwrap();
+            let text = decimal_from_text(&groups, intg, frac, negative).unwrap();
+            proptest::prop_assert_eq!(fast.to_string(), text.to_string());
+            proptest::prop_assert_eq!(fast, text);
+        }
     }
 
     #[test]
