@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::Output;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use tandem_testkit::{MariaInstance, PgInstance, TestDb};
 
@@ -92,4 +93,80 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// `tandem run -c config` as a child process, killed when dropped whatever the test's
+/// outcome (a failing test must not leave a daemon behind). Logs at `warn` unless
+/// `RUST_LOG` says otherwise.
+pub struct Daemon(pub Child);
+
+impl Daemon {
+    pub fn start(config: &Path) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["run", "-c", config.to_str().expect("utf-8 path")])
+            .env("INVENTORY_PASSWORD", "")
+            .env("RETAIL_PASSWORD", "")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("tandem run starts");
+        Daemon(child)
+    }
+
+    /// SIGTERM, then wait (at most 40 s) for the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tandem did not exit within 40 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Poll `f` until it holds, failing the test after 60 s.
+pub async fn wait_for<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A plain HTTP GET against the daemon's endpoint; `None` while it is not listening.
+pub async fn http_get(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    Some(buf)
 }

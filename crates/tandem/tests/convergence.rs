@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,14 +60,6 @@ const STABLE: std::ops::RangeInclusive<i32> = 1..=8;
 const NEW: std::ops::RangeInclusive<i32> = 100..=111;
 /// Rows that get deleted while both sides update them.
 const DOOMED: std::ops::RangeInclusive<i32> = 200..=207;
-
-struct Reaper(Child);
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
@@ -199,16 +190,7 @@ async fn run_once(seed: u64) {
     });
     let initial_cnt: i64 = 100 * STABLE.count() as i64;
 
-    let daemon = Reaper(
-        Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["run", "-c", cfg.to_str().unwrap()])
-            .env("INVENTORY_PASSWORD", "")
-            .env("RETAIL_PASSWORD", "")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = Daemon::start(&cfg);
     // Let both directions get past their (equal) initial copies before writing.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

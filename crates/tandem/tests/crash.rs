@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,28 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use rand::Rng;
 use tandem_testkit::{shared_maria, shared_pg};
-
-/// Kills the daemon when the test ends, passed or not.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["run", "-c", config.to_str().unwrap()])
-        .env("INVENTORY_PASSWORD", "")
-        .env("RETAIL_PASSWORD", "")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("tandem run starts")
-}
 
 const PRODUCTS: i64 = 20;
 
@@ -54,7 +31,7 @@ async fn sigkill_under_load_loses_and_doubles_nothing() {
         .parse()
         .unwrap();
 
-    let mut child = Reaper(start(&cfg));
+    let mut child = Daemon::start(&cfg);
     // Wait for the initial copy.
     let deadline = Instant::now() + Duration::from_secs(60);
     while maria
@@ -156,10 +133,9 @@ async fn sigkill_under_load_loses_and_doubles_nothing() {
     for _ in 0..4 {
         let wait = rand::thread_rng().gen_range(700..2500);
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        child.0.kill().unwrap(); // SIGKILL
-        child.0.wait().unwrap();
+        child.kill(); // SIGKILL
         tokio::time::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..500))).await;
-        child = Reaper(start(&cfg));
+        child = Daemon::start(&cfg);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     running.store(false, Ordering::Relaxed);

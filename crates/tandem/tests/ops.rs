@@ -7,56 +7,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use tandem_testkit::{shared_maria, shared_pg, MariaInstance, PgInstance};
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(config: &Path) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["run", "-c", config.to_str().unwrap()])
-            .env("INVENTORY_PASSWORD", "")
-            .env("RETAIL_PASSWORD", "")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("tandem run starts");
-        Daemon(child)
-    }
-
-    fn terminate(mut self) {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while !matches!(self.0.try_wait(), Ok(Some(_))) {
-            assert!(Instant::now() < deadline, "tandem did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_for<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// The demo config for `pair`, with slot, publication and origin of its own (they are
 /// cluster-wide on PostgreSQL) and `edit` applied.

@@ -4,73 +4,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use tandem_testkit::{shared_maria, shared_pg};
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(config: &std::path::Path) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["run", "-c", config.to_str().unwrap()])
-            .env("INVENTORY_PASSWORD", "")
-            .env("RETAIL_PASSWORD", "")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("tandem run starts");
-        Daemon(child)
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Ok(Some(status)) = self.0.try_wait() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tandem did not exit within 40 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_for<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn http_get(addr: &str, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.ok()?;
-    Some(buf)
-}
 
 #[tokio::test]
 async fn changes_flow_both_ways_without_echo_and_survive_a_restart() {

@@ -5,19 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use tandem_testkit::{MariaInstance, MariaOptions, PgInstance, PgOptions};
-
-struct Reaper(Child);
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn both_servers_restart_mid_stream_and_nothing_is_lost_or_doubled() {
@@ -28,16 +19,7 @@ async fn both_servers_restart_mid_stream_and_nothing_is_lost_or_doubled() {
     let (inv, ret) = (pair.inventory.name.clone(), pair.retail.name.clone());
     let listen = format!("127.0.0.1:{}", free_port());
     let cfg = write_config(&pair, &pg, &maria, &listen, |t| t);
-    let _daemon = Reaper(
-        Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["run", "-c", cfg.to_str().unwrap()])
-            .env("INVENTORY_PASSWORD", "")
-            .env("RETAIL_PASSWORD", "")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _daemon = Daemon::start(&cfg);
     let before = stock(&pg, &maria, &inv, &ret).await.0;
     let base: i64 = before.parse().unwrap();
     wait_stock(&pg, &maria, &inv, &ret, base, "the initial copy").await;
@@ -109,7 +91,7 @@ async fn both_servers_restart_mid_stream_and_nothing_is_lost_or_doubled() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let want = (base + 1101).to_string();
     assert_eq!(stock(&pg, &maria, &inv, &ret).await, (want.clone(), want));
-    let status = http_get(&listen, "/metrics").await;
+    let status = http_get(&listen, "/metrics").await.unwrap_or_default();
     assert!(
         status.contains("tandem_reconnects_total"),
         "reconnects are counted:\n{status}"
@@ -152,19 +134,4 @@ async fn wait_stock(
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    let _ = s
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await;
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf).await;
-    buf
 }

@@ -6,46 +6,8 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::*;
 use tandem_testkit::{shared_maria, shared_pg};
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(config: &std::path::Path) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["run", "-c", config.to_str().expect("utf-8 path")])
-            .env("INVENTORY_PASSWORD", "")
-            .env("RETAIL_PASSWORD", "")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("tandem run starts");
-        Daemon(child)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_for<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 const SALES_SIDE: &str = r#"retail    = { table = "order_lines",  key = ["id"] }"#;
 

@@ -113,15 +113,7 @@ async fn every_type_family_crosses_both_ways_through_snapshot_and_stream() {
             t.split("[[mappings]]").next().unwrap_or_default()
         )
     });
-    let daemon = Reaper(
-        std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["run", "-c", cfg.to_str().unwrap()])
-            .env("INVENTORY_PASSWORD", "")
-            .env("RETAIL_PASSWORD", "")
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = Daemon::start(&cfg);
     wait_equal(pg, &inv, maria, &ret, "0,1,2,3").await;
     // The same values through the stream, PostgreSQL → MariaDB.
     pg.psql(&inv, &pg_rows(10)).await.unwrap();
@@ -205,14 +197,4 @@ async fn every_type_family_crosses_both_ways_through_snapshot_and_stream() {
         "0"
     );
     drop(daemon);
-}
-
-/// Kills the daemon when the test ends, passed or not.
-struct Reaper(std::process::Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
