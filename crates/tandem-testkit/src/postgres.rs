@@ -29,7 +29,7 @@ use nix::sys::signal::Signal;
 
 use crate::instance_dir::InstanceDir;
 use crate::programs::{postgres_run_as, PgPrograms, RunAs};
-use crate::server::{free_port, OrphanPolicy, ServerProcess};
+use crate::server::{self, OrphanPolicy, ServerProcess};
 use crate::sql_cli::SqlCli;
 use crate::test_db::{unique_name, TestDb};
 use crate::{template, KitError};
@@ -215,75 +215,49 @@ impl PgInstance {
 
     /// Stops the server with a fast shutdown and removes a throwaway directory.
     pub async fn stop(mut self) -> Result<(), KitError> {
-        let mut process = self
+        let process = self
             .process
             .take()
             .ok_or(KitError::NotRunning { server: SERVER })?;
-        if process.shutdown(Signal::SIGINT, STOP_GRACE).await {
-            Ok(())
-        } else {
-            Err(KitError::Shutdown {
-                server: SERVER,
-                grace_secs: STOP_GRACE.as_secs(),
-            })
-        }
+        process.stop(Signal::SIGINT, STOP_GRACE).await
     }
 
     /// Stops the server with a fast shutdown (if it runs) and starts it again on the same
     /// data directory and port, like an operator restarting it under a running client.
     pub async fn restart(&mut self) -> Result<(), KitError> {
-        if let Some(mut process) = self.process.take() {
-            if !process.shutdown(Signal::SIGINT, STOP_GRACE).await {
-                return Err(KitError::Shutdown {
-                    server: SERVER,
-                    grace_secs: STOP_GRACE.as_secs(),
-                });
-            }
+        if let Some(process) = self.process.take() {
+            process.stop(Signal::SIGINT, STOP_GRACE).await?;
         }
         self.launch(Some(self.port), 20).await
     }
 
-    /// Spawns the postmaster and waits for it, making up to `attempts` starts while the
-    /// port turns out to be taken: with no fixed port, each on a new free port (another
-    /// process won the race for the last one); on a restart, on the same port, in case the
-    /// old socket lingers. A port the caller chose gets one attempt.
+    /// Spawns the postmaster and waits for it; retries as [`server::launch`] says.
     async fn launch(&mut self, fixed_port: Option<u16>, attempts: u32) -> Result<(), KitError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let port = match fixed_port {
-                Some(port) => port,
-                None => free_port()?,
-            };
-            let mut process =
-                ServerProcess::spawn(SERVER, self.command(port), &self.log, &self.orphan_policy())?;
-            let probe = SqlCli::psql(self.programs.psql.clone(), port, "postgres");
-            let expected = self.data_dir.display().to_string();
-            let ready = process
-                .wait_ready(port, READY_TIMEOUT, || {
-                    let (probe, expected) = (probe.clone(), expected.clone());
-                    async move {
-                        // The port may belong to someone else's server: check it is ours.
-                        matches!(probe.run("SHOW data_directory").await, Ok(d) if d == expected)
-                    }
-                })
-                .await;
-            match ready {
-                Ok(()) => {
-                    self.port = port;
-                    self.process = Some(process);
-                    return Ok(());
-                }
-                Err(e) => {
-                    let retry = process.lost_port_race() && attempt < attempts;
-                    process.shutdown(Signal::SIGQUIT, DROP_GRACE).await;
-                    if !retry {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
+        let psql = self.programs.psql.clone();
+        let expected = self.data_dir.display().to_string();
+        // The port may belong to someone else's server: check it is ours.
+        let probe = |port| {
+            let cli = SqlCli::psql(psql.clone(), port, "postgres");
+            let expected = expected.clone();
+            move || {
+                let (cli, expected) = (cli.clone(), expected.clone());
+                async move { matches!(cli.run("SHOW data_directory").await, Ok(d) if d == expected) }
             }
-        }
+        };
+        let (port, process) = server::launch(
+            fixed_port,
+            attempts,
+            READY_TIMEOUT,
+            (Signal::SIGQUIT, DROP_GRACE),
+            |port| {
+                ServerProcess::spawn(SERVER, self.command(port), &self.log, &self.orphan_policy())
+            },
+            probe,
+        )
+        .await?;
+        self.port = port;
+        self.process = Some(process);
+        Ok(())
     }
 
     fn command(&self, port: u16) -> Command {

@@ -174,6 +174,19 @@ impl ServerProcess {
         false
     }
 
+    /// [`Self::shutdown`] for an owner's orderly stop: an error if the server had to be
+    /// killed.
+    pub(crate) async fn stop(mut self, signal: Signal, grace: Duration) -> Result<(), KitError> {
+        if self.shutdown(signal, grace).await {
+            Ok(())
+        } else {
+            Err(KitError::Shutdown {
+                server: self.server,
+                grace_secs: grace.as_secs(),
+            })
+        }
+    }
+
     /// [`Self::shutdown`] for destructors, which cannot await.
     pub(crate) fn shutdown_blocking(&mut self, signal: Signal, grace: Duration) -> bool {
         self.disarm();
@@ -278,6 +291,47 @@ impl Watchdog {
                 Err(KitError::io("arming the watchdog")(std::io::Error::other(
                     "no stdin pipe",
                 )))
+            }
+        }
+    }
+}
+
+/// Spawns a server with `spawn(port)` and waits until `probe(port)` says it is ready,
+/// making up to `attempts` starts while the port turns out to be taken: with no fixed
+/// port, each on a new free port (another process won the race for the last one); on a
+/// restart, on the same port, in case the old socket lingers. A start that failed is
+/// stopped with `abandon` (signal and grace) before the next attempt or the error.
+pub(crate) async fn launch<S, P, F, Fut>(
+    fixed_port: Option<u16>,
+    attempts: u32,
+    ready_timeout: Duration,
+    abandon: (Signal, Duration),
+    mut spawn: S,
+    mut probe: P,
+) -> Result<(u16, ServerProcess), KitError>
+where
+    S: FnMut(u16) -> Result<ServerProcess, KitError>,
+    P: FnMut(u16) -> F,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let port = match fixed_port {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        let mut process = spawn(port)?;
+        match process.wait_ready(port, ready_timeout, probe(port)).await {
+            Ok(()) => return Ok((port, process)),
+            Err(e) => {
+                let retry = process.lost_port_race() && attempt < attempts;
+                process.shutdown(abandon.0, abandon.1).await;
+                if !retry {
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
     }

@@ -131,32 +131,12 @@ fn status(c: &StoredConflict) -> String {
     }
 }
 
-fn to_json(endpoint: &str, c: &StoredConflict) -> serde_json::Value {
-    let mut v = serde_json::to_value(c).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("id".into(), format!("{endpoint}:{}", c.id).into());
-        o.insert("endpoint".into(), endpoint.into());
-    }
-    v
-}
-
 async fn list(cfg: &Config, filter: &ListFilter, format: Format) -> Result<(), String> {
-    let mut sides = admin::open(cfg).await.map_err(|e| e.report())?;
-    let mut rows: Vec<(String, StoredConflict)> = Vec::new();
-    for side in &mut sides {
-        let name = side.name.clone();
-        let found = side
-            .ledger()
-            .conflicts(filter)
-            .await
-            .map_err(|e| format!("{name}: {}", e.report()))?;
-        rows.extend(found.into_iter().map(|c| (name.clone(), c)));
-    }
-    rows.sort_by_key(|r| std::cmp::Reverse(r.1.at));
-    rows.truncate(filter.limit);
+    let rows = admin::gather(cfg, filter.limit, async |l| l.conflicts(filter).await).await?;
     match format {
         Format::Json => {
-            let v: Vec<serde_json::Value> = rows.iter().map(|(e, c)| to_json(e, c)).collect();
+            let v: Vec<serde_json::Value> =
+                rows.iter().map(|(e, c)| admin::listed_json(e, c)).collect();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
@@ -212,7 +192,7 @@ async fn show(cfg: &Config, id: &str, format: Format) -> Result<(), String> {
     let (sides, i, c) = fetch(cfg, id).await?;
     let endpoint = &sides[i].name;
     if let Format::Json = format {
-        let v = to_json(endpoint, &c);
+        let v = admin::listed_json(endpoint, &c);
         println!(
             "{}",
             serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?

@@ -105,32 +105,12 @@ pub async fn run(cmd: Cmd) -> u8 {
     }
 }
 
-fn to_json(endpoint: &str, d: &StoredDeadLetter) -> serde_json::Value {
-    let mut v = serde_json::to_value(d).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("id".into(), format!("{endpoint}:{}", d.id).into());
-        o.insert("endpoint".into(), endpoint.into());
-    }
-    v
-}
-
 async fn list(cfg: &Config, filter: &ListFilter, format: Format) -> Result<(), String> {
-    let mut sides = admin::open(cfg).await.map_err(|e| e.report())?;
-    let mut rows = Vec::new();
-    for side in &mut sides {
-        let name = side.name.clone();
-        let found = side
-            .ledger()
-            .dead_letters(filter)
-            .await
-            .map_err(|e| format!("{name}: {}", e.report()))?;
-        rows.extend(found.into_iter().map(|d| (name.clone(), d)));
-    }
-    rows.sort_by_key(|r| std::cmp::Reverse(r.1.at));
-    rows.truncate(filter.limit);
+    let rows = admin::gather(cfg, filter.limit, async |l| l.dead_letters(filter).await).await?;
     match format {
         Format::Json => {
-            let v: Vec<serde_json::Value> = rows.iter().map(|(e, d)| to_json(e, d)).collect();
+            let v: Vec<serde_json::Value> =
+                rows.iter().map(|(e, d)| admin::listed_json(e, d)).collect();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?

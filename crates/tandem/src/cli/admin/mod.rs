@@ -11,7 +11,7 @@ use tandem_core::change::TableId;
 use tandem_core::config::catalog::Catalog;
 use tandem_core::config::{Config, EndpointKind, Mapping, Secret};
 use tandem_core::error::StageError;
-use tandem_core::ledger::Ledger;
+use tandem_core::ledger::{Ledger, StoredConflict, StoredDeadLetter};
 use tandem_core::sink::TargetTable;
 use tandem_core::value::ColumnType;
 use tandem_mysql::admin::MySqlLedger;
@@ -120,6 +120,61 @@ pub async fn open(cfg: &Config) -> Result<Vec<Side>, StageError> {
         });
     }
     Ok(sides)
+}
+
+/// A row of an endpoint's ledger that `list` commands show: conflicts and dead letters.
+pub trait Listed: serde::Serialize {
+    fn id(&self) -> i64;
+    fn at(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+impl Listed for StoredConflict {
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.at
+    }
+}
+
+impl Listed for StoredDeadLetter {
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.at
+    }
+}
+
+/// `fetch` from every endpoint's ledger, paired with the endpoint's name, newest first, at
+/// most `limit` rows in all.
+pub async fn gather<T: Listed>(
+    cfg: &Config,
+    limit: usize,
+    mut fetch: impl std::ops::AsyncFnMut(&mut dyn Ledger) -> Result<Vec<T>, StageError>,
+) -> Result<Vec<(String, T)>, String> {
+    let mut sides = open(cfg).await.map_err(|e| e.report())?;
+    let mut rows = Vec::new();
+    for side in &mut sides {
+        let name = side.name.clone();
+        let found = fetch(side.ledger())
+            .await
+            .map_err(|e| format!("{name}: {}", e.report()))?;
+        rows.extend(found.into_iter().map(|r| (name.clone(), r)));
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.at()));
+    rows.truncate(limit);
+    Ok(rows)
+}
+
+/// A listed row as JSON, with its endpoint and its `endpoint:number` id.
+pub fn listed_json<T: Listed>(endpoint: &str, row: &T) -> serde_json::Value {
+    let mut v = serde_json::to_value(row).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("id".into(), format!("{endpoint}:{}", row.id()).into());
+        o.insert("endpoint".into(), endpoint.into());
+    }
+    v
 }
 
 /// `retail:4` → `("retail", 4)`.
