@@ -14,7 +14,16 @@
 //! TLS follows libpq's `sslmode` words ([`TlsMode`]); `prefer` tries TLS and falls back to
 //! plain only when the server offers no TLS at all. The password is handed to the driver
 //! and nowhere else: it is not part of any message, log line or error.
+//!
+//! mysql_async builds its rustls configuration with the process-wide default crypto
+//! provider, which rustls cannot choose on its own when the build enables both `ring` and
+//! `aws-lc-rs` (as this workspace's dependency graph does): the first TLS connect panicked.
+//! [`connect`] therefore installs `ring`, the provider the rest of tandem uses, unless the
+//! process chose one already.
 
+mod server_name;
+
+use std::sync::Once;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -35,8 +44,11 @@ const STMT_CACHE: usize = 256;
 
 /// Open one connection for `ep` with tandem's session settings.
 pub async fn connect(ep: &EndpointConfig, password: Option<&Secret>) -> Result<Conn, StageError> {
+    if ep.tls.mode != TlsMode::Disable {
+        ensure_crypto_provider();
+    }
     let base = base_opts(ep)?;
-    let builder = session(OptsBuilder::from_opts(base), password);
+    let builder = session(OptsBuilder::from_opts(base.clone()), password);
     let endpoint = redacted_target(ep);
     match ep.tls.mode {
         TlsMode::Disable => open(builder, &endpoint).await,
@@ -68,13 +80,27 @@ pub async fn connect(ep: &EndpointConfig, password: Option<&Secret>) -> Result<C
                     "set tls.ca_file to the PEM file of the CA that signed the server's certificate",
                 ));
             };
-            let ssl = SslOpts::default()
+            let mut ssl = SslOpts::default()
                 .with_root_certs(vec![ca.into()])
-                .with_disable_built_in_roots(true)
-                .with_danger_skip_domain_validation(ep.tls.mode == TlsMode::VerifyCa);
+                .with_disable_built_in_roots(true);
+            if ep.tls.mode == TlsMode::VerifyCa {
+                // The certificate's own name, so only the chain decides (server_name.rs).
+                let name =
+                    server_name::certificate_name(base.ip_or_hostname(), base.tcp_port()).await?;
+                ssl = ssl.with_danger_tls_hostname_override(Some(name));
+            }
             open(builder.ssl_opts(Some(ssl)), &endpoint).await
         }
     }
+}
+
+/// Install `ring` as the process's rustls provider if none is installed (module docs).
+fn ensure_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // An error means a provider is installed already, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 async fn open(builder: OptsBuilder, endpoint: &str) -> Result<Conn, StageError> {

@@ -147,6 +147,12 @@ pub fn transport_config(
         },
         TlsMode::Require => TlsConfig::require(),
         TlsMode::VerifyCa => TlsConfig::verify_ca(ep.tls.ca_file.clone()),
+        // pgwire-replication refuses verify-full with an IP address as the host unless the
+        // name to check is given explicitly; libpq checks the IP against the certificate's
+        // IP addresses, and naming the IP does the same here.
+        TlsMode::VerifyFull if host.parse::<std::net::IpAddr>().is_ok() => {
+            TlsConfig::verify_full(ep.tls.ca_file.clone()).with_sni_hostname(host.clone())
+        }
         TlsMode::VerifyFull => TlsConfig::verify_full(ep.tls.ca_file.clone()),
     };
     // publication_names is parsed as an identifier list: quote to keep the case.

@@ -39,6 +39,7 @@ mod server;
 mod sql_cli;
 mod template;
 mod test_db;
+mod tls;
 
 pub use error::KitError;
 pub use mariadb::{MariaInstance, MariaOptions};
@@ -46,6 +47,7 @@ pub use postgres::{PgInstance, PgOptions};
 pub use programs::{MARIADB_BINDIR_ENV, PG_BINDIR_ENV};
 pub use template::TMPDIR_ENV;
 pub use test_db::TestDb;
+pub use tls::TestCerts;
 
 use tokio::sync::OnceCell;
 
