@@ -341,3 +341,15 @@ fn decode_never_panics_on_garbage() {
         }
     }
 }
+
+proptest::proptest! {
+    /// The hand-written time format prints what chrono's `%H:%M:%S%.6f` prints, leap
+    /// seconds (nanoseconds ≥ 10⁹ of second 59) included.
+    #[test]
+    fn time_format_matches_chrono(secs in 0u32..86_400, nano in 0u32..2_000_000_000) {
+        let nano = if secs % 60 == 59 { nano } else { nano % 1_000_000_000 };
+        if let Some(t) = NaiveTime::from_num_seconds_from_midnight_opt(secs, nano) {
+            proptest::prop_assert_eq!(format_time(t), t.format("%H:%M:%S%.6f").to_string());
+        }
+    }
+}
