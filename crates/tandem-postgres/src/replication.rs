@@ -10,9 +10,16 @@
 //! bound by the WAL sender, see `shared/notes/postgres-logical.md`), and the crate's gaps
 //! are closable from outside: (1) it sends no final status update on stop — [`PgSource`]
 //! waits until the worker reports the last acknowledged LSN as written before it stops
-//! the stream; (2) it has no `origin` option — origin filtering is done client-side from
-//! the Origin message, which every supported server version (≥ 15) sends; PG 16's
-//! server-side `origin 'none'` would only save bandwidth.
+//! the stream; (2) it cannot pass pgoutput's `origin 'none'` (PostgreSQL ≥ 16; 15 refuses
+//! it with "unrecognized pgoutput option: origin"). Its worker writes `START_REPLICATION`
+//! itself with a fixed option list (`proto_version '1'`, `publication_names`,
+//! `messages 'true'`, optionally `binary 'true'`); 0.5.0 is the newest release
+//! (checked 2026-11-27) and has no option hook, and its gated session (`connect_gated` +
+//! `simple_query`) cannot carry `START_REPLICATION` because it does not enter CopyBoth.
+//! So tandem filters its own transactions client-side from the Origin message, which every
+//! supported server version sends right after Begin: the effect is the same, the cost is
+//! that those transactions' rows still cross the wire (see [`crate::source`]). Adding the
+//! option needs an upstream change (a plugin-options list in `ReplicationConfig`), not a fork.
 //!
 //! Slot and publication rules: both are created when missing *on a first start*. On a
 //! resume (the caller has a checkpoint) a missing or invalidated slot is a definite error:

@@ -111,11 +111,12 @@ impl PgSource {
             None => replication::create_slot(&catalog, &slot).await?,
         };
         if replication::server_version(&catalog).await? >= PG16 {
-            // The transport cannot pass `origin 'none'`; the Origin message filter below
-            // drops the same transactions, at the cost of their bytes on the wire.
+            // The transport cannot pass `origin 'none'` (see `crate::replication`); the
+            // Origin message filter below drops the same transactions, at the cost of their
+            // bytes on the wire.
             tracing::debug!(
                 slot,
-                "server-side origin filter not used; filtering own transactions by origin message"
+                "server-side origin filter not available in the transport; filtering own transactions by origin message"
             );
         }
         let mut decoder = Decoder::new();

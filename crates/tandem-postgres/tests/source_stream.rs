@@ -419,6 +419,77 @@ async fn source_idle_slot_advances_with_keepalives() {
     src.shutdown().await.unwrap();
 }
 
+/// A pipeline that stops pulling (a slow target) for longer than the server's
+/// `wal_sender_timeout` (10 s on the kit's servers) must not lose the connection: the
+/// transport keeps sending status updates while its buffer is full, and the stream goes on
+/// where it stopped, in the same WAL sender.
+#[tokio::test]
+async fn source_survives_a_stalled_pipeline_longer_than_wal_sender_timeout() {
+    const ROWS: i32 = 20_000; // more than the transport buffers
+    let pg = shared_pg().await;
+    let db = pg.create_database("src_stall").await.unwrap();
+    pg.psql(&db.name, "CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let ep = endpoint(&db);
+    let mut src = PgSource::start(&ep, None, &[table("t")], None)
+        .await
+        .unwrap();
+    let sender_pid = || async {
+        pg.psql(
+            &db.name,
+            &format!(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{}'",
+                db.name
+            ),
+        )
+        .await
+        .unwrap()
+        .trim()
+        .to_owned()
+    };
+    let before = sender_pid().await;
+    pg.psql(
+        &db.name,
+        &format!("INSERT INTO t SELECT generate_series(1, {ROWS})"),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(next(&mut src).await, SourceEvent::Begin(_)));
+    tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+
+    let mut sum = 0i64;
+    let mut changes = 0;
+    loop {
+        match next(&mut src).await {
+            SourceEvent::Change(c) => {
+                let RowChange::Insert { new } = c.row else {
+                    panic!("{c:?}")
+                };
+                let Some(Cell::Value(Value::Int(id))) = new.get(0) else {
+                    panic!("{new:?}")
+                };
+                sum += id;
+                changes += 1;
+            }
+            SourceEvent::Commit(_) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(changes, ROWS);
+    assert_eq!(sum, i64::from(ROWS) * i64::from(ROWS + 1) / 2);
+    assert_eq!(
+        sender_pid().await,
+        before,
+        "the same WAL sender streamed on"
+    );
+    // And the stream is still live: a later transaction arrives.
+    pg.psql(&db.name, "INSERT INTO t VALUES (0)").await.unwrap();
+    let tx = transaction(&mut src).await;
+    assert!(matches!(tx.last(), Some(SourceEvent::Commit(_))), "{tx:?}");
+    src.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn source_missing_slot_on_resume_and_busy_slot_are_definite_errors() {
     let pg = shared_pg().await;

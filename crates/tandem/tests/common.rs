@@ -170,3 +170,58 @@ pub async fn http_get(addr: &str, path: &str) -> Option<String> {
     s.read_to_string(&mut buf).await.ok()?;
     Some(buf)
 }
+
+/// Poll `f` every `every` until it holds, failing the test after `limit`.
+pub async fn wait_for_within<F, Fut>(what: &str, limit: Duration, every: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {} s waiting for {what}",
+            limit.as_secs()
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Until the daemon at `listen` answers `/readyz` with 200: every direction streaming.
+pub async fn wait_ready(listen: &str) {
+    wait_for("every direction to stream (/readyz 200)", || async {
+        http_get(listen, "/readyz")
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    })
+    .await;
+}
+
+/// A process's peak resident set size in KiB (`VmHWM` in /proc/PID/status, Linux).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// CPU time (user + system) a process has used so far, from /proc/PID/stat (Linux).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).expect("stat format");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    ticks as f64 / hz
+}
