@@ -25,6 +25,10 @@ pub const MAPPING_HALTED: &str = "tandem_mapping_halted";
 pub const PG_SLOT_SAFE_WAL_BYTES: &str = "tandem_pg_slot_safe_wal_size_bytes";
 pub const PG_SLOT_WAL_STATUS: &str = "tandem_pg_slot_wal_status";
 pub const DIRECTION_UP: &str = "tandem_direction_up";
+pub const VERIFY_LAST_RUN: &str = "tandem_verify_last_run_timestamp_seconds";
+pub const VERIFY_DURATION: &str = "tandem_verify_duration_seconds";
+pub const VERIFY_DIFFERENCES: &str = "tandem_verify_differences";
+pub const VERIFY_FAILED: &str = "tandem_verify_failed";
 
 /// Every metric with its help text, for registration and the README.
 pub const ALL: &[(&str, &str)] = &[
@@ -67,6 +71,22 @@ pub const ALL: &[(&str, &str)] = &[
         "PostgreSQL slot wal_status (0 reserved, 1 extended, 2 unreserved, 3 lost)",
     ),
     (DIRECTION_UP, "1 while a direction is streaming"),
+    (
+        VERIFY_LAST_RUN,
+        "Unix time the daemon's last [verify] run finished",
+    ),
+    (
+        VERIFY_DURATION,
+        "Seconds the daemon's last [verify] run took",
+    ),
+    (
+        VERIFY_DIFFERENCES,
+        "Keys that differ between both sides in the last [verify] run, by mapping",
+    ),
+    (
+        VERIFY_FAILED,
+        "1 when the last [verify] run could not compare the mapping (see /status)",
+    ),
 ];
 
 /// State of one direction, as `/status` shows it.
@@ -118,5 +138,42 @@ impl StatusBoard {
 
     pub fn snapshot(&self) -> BTreeMap<String, DirectionStatus> {
         self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// The daemon's last `[verify]` run, as `/status` shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyStatus {
+    pub interval_seconds: u64,
+    pub last_run: Option<DateTime<Utc>>,
+    pub seconds: f64,
+    /// Every mapping compared equal.
+    pub equal: Option<bool>,
+    /// Why the run could not compare anything (an endpoint unreachable).
+    pub error: Option<String>,
+    pub mappings: BTreeMap<String, VerifyMappingStatus>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyMappingStatus {
+    pub differing_keys: usize,
+    /// The first differing keys, as `only in retail: {sku: "A-1"}`-style lines.
+    pub differences: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// The last verify result, shared between the verify task and the HTTP endpoint.
+#[derive(Clone, Default)]
+pub struct VerifyBoard(Arc<Mutex<Option<VerifyStatus>>>);
+
+impl VerifyBoard {
+    pub fn set(&self, status: VerifyStatus) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = Some(status);
+        }
+    }
+
+    pub fn snapshot(&self) -> Option<VerifyStatus> {
+        self.0.lock().ok().and_then(|s| s.clone())
     }
 }

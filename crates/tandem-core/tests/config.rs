@@ -440,3 +440,27 @@ fn tombstones_are_accepted_with_a_warning_that_they_do_nothing_yet() {
         "{w:?}"
     );
 }
+
+#[test]
+fn verify_interval_is_off_by_default_and_checked() {
+    let cfg = Config::parse(&format!("{BASE}{MAPPING}")).unwrap();
+    assert_eq!(cfg.verify.interval(), None);
+    let cfg = Config::parse(&format!("{BASE}{MAPPING}\n[verify]\ninterval = \"1h\"\n")).unwrap();
+    assert_eq!(
+        cfg.verify.interval(),
+        Some(std::time::Duration::from_secs(3600))
+    );
+    let e = errors(&format!(
+        "{BASE}{MAPPING}\n[verify]\ninterval = \"hourly\"\n"
+    ));
+    assert!(
+        e.contains("verify.interval") && e.contains("not a duration") && e.contains("\"1h\""),
+        "{e}"
+    );
+    let e = errors(&format!(
+        "{BASE}{MAPPING}\n[verify]\ninterval = \"500ms\"\n"
+    ));
+    assert!(e.contains("shorter than one second"), "{e}");
+    let e = errors(&format!("{BASE}{MAPPING}\n[verify]\nintervall = \"1h\"\n"));
+    assert!(e.contains("intervall"), "{e}");
+}

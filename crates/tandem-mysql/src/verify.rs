@@ -8,7 +8,13 @@
 //! have a point, or `100` would become `1`), temporal values go through `DATE_FORMAT` in the
 //! session's `+00:00` time zone, text is converted to `utf8mb4` so that `MD5` hashes the
 //! same bytes PostgreSQL does, binary is hex. A chunk's checksum is one `GROUP BY` over a
-//! single scan.
+//! single scan; chunk labels are grouped as binary strings, since a case-insensitive
+//! collation would merge `a` and `A` prefixes that PostgreSQL keeps apart.
+//!
+//! Rows of differing chunks come back through the key's index where the chunking allows:
+//! integer ranges as `BETWEEN` ranges, key prefixes as `key LIKE 'prefix%'`, which under
+//! any collation matches at least every key with that exact prefix (each character matches
+//! itself); every fetch also filters by the exact chunk label.
 //!
 //! Repairs go through [`MySqlSink`], whose session is tagged by the endpoint's loop
 //! prevention (`skip_replication` or the marker row), so the binlog reader drops the repair
@@ -22,7 +28,7 @@ use tandem_core::config::{EndpointConfig, Secret};
 use tandem_core::error::StageError;
 use tandem_core::sink::{ConflictRecord, RowWrite, Sink, TargetTable};
 use tandem_core::value::{ColumnType, Value};
-use tandem_core::verify::{ChunkSum, KeyedRow, VerifyReader, VerifyTable};
+use tandem_core::verify::{ChunkSum, Chunking, KeyProfile, KeyedRow, VerifyReader, VerifyTable};
 
 use crate::connect::{classify, connect};
 use crate::sink::MySqlSink;
@@ -85,11 +91,51 @@ fn row_expr(t: &VerifyTable) -> String {
     format!("CONCAT_WS(CHAR(31), {})", parts.join(", "))
 }
 
-fn chunk_expr(t: &VerifyTable, chunks: u32) -> String {
+/// The md5 chunk number of a row of `t`, below `n`.
+fn md5_chunk(t: &VerifyTable, n: u32) -> String {
     format!(
-        "(CAST(CONV(SUBSTRING(MD5({}), 1, 8), 16, 10) AS UNSIGNED) % {chunks})",
+        "(CAST(CONV(SUBSTRING(MD5({}), 1, 8), 16, 10) AS UNSIGNED) % {n})",
         key_expr(t)
     )
+}
+
+/// The first key column, quoted.
+fn first_key(t: &VerifyTable) -> String {
+    ident(
+        t.key
+            .first()
+            .and_then(|&i| t.columns.get(i))
+            .map_or("", |c| c.0.as_str()),
+    )
+}
+
+/// The chunk label of a row of `t` as a binary string, per [`Chunking`].
+fn label_expr(t: &VerifyTable, chunking: &Chunking) -> String {
+    match chunking {
+        Chunking::Hash { chunks } => format!("CAST({} AS BINARY)", md5_chunk(t, *chunks)),
+        Chunking::IntRange { min, width } => format!(
+            "CAST((CAST(GREATEST({k}, {min}) AS DECIMAL(40,0)) - ({min})) DIV {width} AS BINARY)",
+            k = first_key(t)
+        ),
+        Chunking::Prefix { chars, subs } => format!(
+            "CAST(CONCAT(LEFT({}, {chars}), CHAR(31 USING utf8mb4), {}) AS BINARY)",
+            key_expr(t),
+            md5_chunk(t, *subs)
+        ),
+    }
+}
+
+/// `LIKE` pattern matching every text starting with `p`.
+fn like_prefix(p: &str) -> String {
+    let mut out = String::with_capacity(p.len() + 1);
+    for c in p.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
 }
 
 fn hash_expr(t: &VerifyTable) -> String {
@@ -180,36 +226,72 @@ impl VerifyReader for MySqlVerifier<'_> {
         Ok(estimate)
     }
 
+    async fn key_profile(
+        &mut self,
+        t: &VerifyTable,
+        _estimate: u64,
+    ) -> Result<KeyProfile, StageError> {
+        let mut profile = KeyProfile::default();
+        let [k] = t.key[..] else {
+            return Ok(profile);
+        };
+        match t.columns.get(k).map(|c| &c.1) {
+            Some(ColumnType::Int { .. }) => {
+                let what = format!("Cannot read the key range of {}", t.table);
+                let row: Option<(Option<String>, Option<String>)> = self
+                    .conn
+                    .query_first(format!(
+                        "SELECT CAST(MIN({c}) AS CHAR), CAST(MAX({c}) AS CHAR) FROM {}",
+                        table_ident(t),
+                        c = first_key(t)
+                    ))
+                    .await
+                    .map_err(|e| classify(what, e))?;
+                profile.int_bounds = row.and_then(|(lo, hi)| {
+                    lo.and_then(|l| l.parse().ok())
+                        .zip(hi.and_then(|h| h.parse().ok()))
+                });
+            }
+            // LIKE 'prefix%' is an index range under every collation; the PostgreSQL side
+            // samples the keys.
+            Some(ColumnType::Text { .. }) => profile.prefix_scannable = true,
+            _ => {}
+        }
+        Ok(profile)
+    }
+
     async fn chunk_sums(
         &mut self,
         t: &VerifyTable,
-        chunks: u32,
+        chunking: &Chunking,
     ) -> Result<Vec<ChunkSum>, StageError> {
         let sql = format!(
             "SELECT c, COUNT(*), CAST(SUM(h) AS CHAR) FROM (SELECT {} AS c, {} AS h FROM {}) s GROUP BY c",
-            chunk_expr(t, chunks),
+            label_expr(t, chunking),
             hash_expr(t),
             table_ident(t)
         );
         let what = format!("Cannot compute the checksums of {}", t.table);
-        let rows: Vec<(u64, u64, String)> = self
+        let rows: Vec<(Vec<u8>, u64, String)> = self
             .conn
             .query(sql)
             .await
             .map_err(|e| classify(what.clone(), e))?;
         rows.into_iter()
             .map(|(chunk, rows, sum)| {
-                let bad = || {
+                let chunk = String::from_utf8(chunk).map_err(|e| {
                     StageError::definite(
-                        format!("{what}: the server returned chunk {chunk} with sum {sum:?}"),
+                        format!("{what}: a chunk label is not UTF-8 ({e})"),
                         "report this as a bug in tandem",
                     )
-                };
-                Ok(ChunkSum {
-                    chunk: u32::try_from(chunk).map_err(|_| bad())?,
-                    rows,
-                    hash: sum.parse().map_err(|_| bad())?,
-                })
+                })?;
+                let hash = sum.parse().map_err(|_| {
+                    StageError::definite(
+                        format!("{what}: the server returned chunk {chunk:?} with sum {sum:?}"),
+                        "report this as a bug in tandem",
+                    )
+                })?;
+                Ok(ChunkSum { chunk, rows, hash })
             })
             .collect()
     }
@@ -217,28 +299,79 @@ impl VerifyReader for MySqlVerifier<'_> {
     async fn rows_in_chunks(
         &mut self,
         t: &VerifyTable,
-        chunks: u32,
-        which: &[u32],
+        chunking: &Chunking,
+        which: &[String],
     ) -> Result<Vec<KeyedRow>, StageError> {
         if which.is_empty() {
             return Ok(Vec::new());
         }
-        // Chunk numbers are tandem's own integers: safe to write into the statement.
-        let list: Vec<String> = which.iter().map(u32::to_string).collect();
+        let mut params: Vec<mysql_async::Value> = Vec::new();
+        // A superset of the chunks' rows that the key's index can find, if there is one.
+        let range = match chunking {
+            Chunking::Hash { .. } => None,
+            Chunking::IntRange { .. } => {
+                // The labels' key ranges, as literals (tandem's own integers).
+                let ranges: Vec<String> = which
+                    .iter()
+                    .filter_map(|l| chunking.int_range(l))
+                    .map(|(lo, hi)| match lo {
+                        Some(lo) => format!("{} BETWEEN {lo} AND {}", first_key(t), hi - 1),
+                        None => format!("{} <= {}", first_key(t), hi - 1),
+                    })
+                    .collect();
+                Some(ranges.join(" OR "))
+            }
+            Chunking::Prefix { .. } => {
+                let mut prefixes: Vec<&str> =
+                    which.iter().filter_map(|l| chunking.prefix_of(l)).collect();
+                prefixes.sort_unstable();
+                prefixes.dedup();
+                let likes: Vec<String> = prefixes
+                    .iter()
+                    .map(|p| {
+                        params.push(mysql_async::Value::from(like_prefix(p)));
+                        format!("{} LIKE ?", first_key(t))
+                    })
+                    .collect();
+                Some(likes.join(" OR "))
+            }
+        };
+        let marks = vec!["?"; which.len()].join(", ");
+        params.extend(which.iter().map(|l| mysql_async::Value::from(l.as_bytes())));
         let sql = format!(
-            "SELECT {} FROM {} WHERE {} IN ({})",
+            "SELECT {} FROM {} WHERE ({}) AND {} IN ({marks})",
             select_list(t),
             table_ident(t),
-            chunk_expr(t, chunks),
-            list.join(",")
+            range.unwrap_or_else(|| "TRUE".to_owned()),
+            label_expr(t, chunking),
         );
         let what = format!("Cannot read rows of {}", t.table);
         let rows: Vec<Row> = self
             .conn
-            .query(sql)
+            .exec(sql, Params::Positional(params))
             .await
             .map_err(|e| classify(what.clone(), e))?;
         Self::decode(t, &what, rows)
+    }
+
+    async fn scan(
+        &mut self,
+        t: &VerifyTable,
+        each: &mut (dyn FnMut(Vec<Value>) -> Result<(), StageError> + Send),
+    ) -> Result<(), StageError> {
+        let what = format!("Cannot read rows of {}", t.table);
+        let sql = format!("SELECT {} FROM {}", select_list(t), table_ident(t));
+        let mut result = self
+            .conn
+            .query_iter(sql)
+            .await
+            .map_err(|e| classify(what.clone(), e))?;
+        while let Some(row) = result.next().await.map_err(|e| classify(what.clone(), e))? {
+            for r in Self::decode(t, &what, vec![row])? {
+                each(r.values)?;
+            }
+        }
+        Ok(())
     }
 
     async fn rows_by_key(

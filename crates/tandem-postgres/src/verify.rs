@@ -8,6 +8,13 @@
 //! to hex for `bytea`); a chunk's checksum is one `GROUP BY` over a single scan, so the
 //! table is read once however many chunks it has.
 //!
+//! Rows of differing chunks come back through the key's index where the chunking allows:
+//! integer ranges as `BETWEEN` ranges, key prefixes as `key >= prefix AND key < end` per
+//! prefix (a `LATERAL` index range scan each) — the latter only when the key column's
+//! collation orders by code point (`C`, `POSIX`, `ucs_basic`), because only then does
+//! that range hold every key with the prefix. Every fetch also filters by the exact chunk
+//! label, so a range is only ever a superset.
+//!
 //! Repairs go through [`PgSink`]: its session carries tandem's replication origin, so the
 //! PostgreSQL reader drops the repair like any applied change and the daemon never sends it
 //! back (which under `delta` would count the difference twice). The origin allows one
@@ -15,12 +22,17 @@
 //! refused with that reason. A repair commits without a checkpoint: it applies no source
 //! position.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use futures::{pin_mut, TryStreamExt};
 use tandem_core::config::{EndpointConfig, Secret};
 use tandem_core::error::StageError;
 use tandem_core::sink::{ConflictRecord, RowWrite, Sink, TargetTable};
 use tandem_core::value::{ColumnType, Value};
-use tandem_core::verify::{ChunkSum, KeyedRow, VerifyReader, VerifyTable};
+use tandem_core::verify::{
+    prefix_end, ChunkSum, Chunking, KeyProfile, KeyedRow, VerifyReader, VerifyTable,
+};
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
@@ -31,6 +43,11 @@ use crate::types;
 
 /// Keys looked up per statement by [`VerifyReader::rows_by_key`].
 const KEYS_PER_QUERY: usize = 1000;
+/// Key texts sampled for [`tandem_core::verify::choose_chunking`]: one per sampled page
+/// (reading 8,000 of a 5M-row table's 56,000 pages takes about 0.4 s).
+const SAMPLE_KEYS: u64 = 8_000;
+/// Collations whose order is code point order (so a prefix is one index range).
+const CODE_POINT_COLLATIONS: &[&str] = &["C", "POSIX", "ucs_basic"];
 
 /// The canonical text of column `c` (an SQL expression) of type `ty`, or `None` for a
 /// column left out of the checksum (JSON). NULL stays NULL; the caller marks it.
@@ -80,11 +97,38 @@ fn row_expr(t: &VerifyTable) -> String {
     format!("concat_ws(chr(31), {})", parts.join(", "))
 }
 
-fn chunk_expr(t: &VerifyTable, chunks: u32) -> String {
+/// The md5 chunk number of a row of `t`, below `n`.
+fn md5_chunk(t: &VerifyTable, n: u32) -> String {
     format!(
-        "(('x' || substr(md5({}), 1, 8))::bit(32)::bigint % {chunks})",
+        "(('x' || substr(md5({}), 1, 8))::bit(32)::bigint % {n})",
         key_expr(t)
     )
+}
+
+/// The first key column, quoted.
+fn first_key(t: &VerifyTable) -> String {
+    let name = t
+        .key
+        .first()
+        .and_then(|&i| t.columns.get(i))
+        .map_or("", |c| c.0.as_str());
+    quote_ident(name)
+}
+
+/// The chunk label of a row of `t` (text), per [`Chunking`].
+fn label_expr(t: &VerifyTable, chunking: &Chunking) -> String {
+    match chunking {
+        Chunking::Hash { chunks } => format!("{}::text", md5_chunk(t, *chunks)),
+        Chunking::IntRange { min, width } => format!(
+            "div(greatest({k}::numeric, {min}) - {min}, {width})::text",
+            k = first_key(t)
+        ),
+        Chunking::Prefix { chars, subs } => format!(
+            "left({}, {chars}) || chr(31) || {}::text",
+            key_expr(t),
+            md5_chunk(t, *subs)
+        ),
+    }
 }
 
 fn hash_expr(t: &VerifyTable) -> String {
@@ -105,12 +149,40 @@ fn select_list(t: &VerifyTable) -> String {
     cols.join(", ")
 }
 
+/// One row of a [`select_list`] query.
+fn decode_row(
+    t: &VerifyTable,
+    what: &str,
+    row: &tokio_postgres::Row,
+) -> Result<KeyedRow, StageError> {
+    let key: String = row.try_get(0).map_err(|e| classify(what.to_owned(), e))?;
+    let mut values = Vec::with_capacity(t.columns.len());
+    for (i, (name, ty)) in t.columns.iter().enumerate() {
+        let text: Option<&str> = row
+            .try_get(i + 1)
+            .map_err(|e| classify(what.to_owned(), e))?;
+        values.push(match text {
+            None => Value::Null,
+            Some(s) => types::decode_text(ty, 0, s).map_err(|e| {
+                StageError::definite_from(
+                    format!("{what}: column {name:?}"),
+                    "the column's type may have changed; run tandem check",
+                    e,
+                )
+            })?,
+        });
+    }
+    Ok(KeyedRow { key, values })
+}
+
 /// Reads one PostgreSQL database for `tandem verify`.
 pub struct PgVerifier<'a> {
     ep: &'a EndpointConfig,
     password: Option<&'a Secret>,
     client: Client,
     connection: JoinHandle<()>,
+    /// Per table: the key's collation when it orders by code point (`None`: it does not).
+    collations: HashMap<String, Option<String>>,
 }
 
 impl Drop for PgVerifier<'_> {
@@ -130,6 +202,7 @@ impl<'a> PgVerifier<'a> {
             password,
             client,
             connection,
+            collations: HashMap::new(),
         })
     }
 
@@ -150,27 +223,78 @@ impl<'a> PgVerifier<'a> {
             .query(sql, params)
             .await
             .map_err(|e| classify(what.clone(), e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let key: String = row.try_get(0).map_err(|e| classify(what.clone(), e))?;
-            let mut values = Vec::with_capacity(t.columns.len());
-            for (i, (name, ty)) in t.columns.iter().enumerate() {
-                let text: Option<&str> =
-                    row.try_get(i + 1).map_err(|e| classify(what.clone(), e))?;
-                values.push(match text {
-                    None => Value::Null,
-                    Some(s) => types::decode_text(ty, 0, s).map_err(|e| {
-                        StageError::definite_from(
-                            format!("{what}: column {name:?}"),
-                            "the column's type may have changed; run tandem check",
-                            e,
-                        )
-                    })?,
-                });
-            }
-            out.push(KeyedRow { key, values });
+        rows.iter().map(|row| decode_row(t, &what, row)).collect()
+    }
+
+    /// The key column's collation, if it orders by code point (cached per table). The name
+    /// is the column's own (`default` for the database's), so that a comparison with it
+    /// can use the column's index.
+    async fn code_point_collation(
+        &mut self,
+        t: &VerifyTable,
+    ) -> Result<Option<String>, StageError> {
+        let name = qualified(&t.table.schema, &t.table.name);
+        if let Some(c) = self.collations.get(&name) {
+            return Ok(c.clone());
         }
-        Ok(out)
+        let column = t
+            .key
+            .first()
+            .and_then(|&i| t.columns.get(i))
+            .map_or("", |c| c.0.as_str());
+        let what = format!("Cannot read the key collation of {}", t.table);
+        let row = self
+            .client
+            .query_opt(
+                "SELECT CASE WHEN c.collname <> 'default' THEN c.collname::text
+                             WHEN d.datlocprovider = 'c' THEN d.datcollate::text END
+                 FROM pg_attribute a
+                 JOIN pg_collation c ON c.oid = a.attcollation
+                 JOIN pg_database d ON d.datname = current_database()
+                 WHERE a.attrelid = $1::text::regclass AND a.attname = $2",
+                &[&name, &column],
+            )
+            .await
+            .map_err(|e| classify(what.clone(), e))?;
+        let collation: Option<String> = match row {
+            Some(r) => r.try_get(0).map_err(|e| classify(what, e))?,
+            None => None,
+        };
+        let ordered = collation.filter(|c| CODE_POINT_COLLATIONS.contains(&c.as_str()));
+        // The column's own collation name (`default` resolves to the database's).
+        let usable = match ordered {
+            Some(_) => Some(
+                self.column_collation(&name, column)
+                    .await?
+                    .unwrap_or_else(|| "default".to_owned()),
+            ),
+            None => None,
+        };
+        self.collations.insert(name, usable.clone());
+        Ok(usable)
+    }
+
+    async fn column_collation(
+        &self,
+        table: &str,
+        column: &str,
+    ) -> Result<Option<String>, StageError> {
+        let what = format!("Cannot read the key collation of {table}");
+        let row = self
+            .client
+            .query_opt(
+                "SELECT c.collname::text FROM pg_attribute a
+                 JOIN pg_collation c ON c.oid = a.attcollation
+                 WHERE a.attrelid = $1::text::regclass AND a.attname = $2
+                   AND c.collname <> 'default'",
+                &[&table, &column],
+            )
+            .await
+            .map_err(|e| classify(what.clone(), e))?;
+        match row {
+            Some(r) => r.try_get(0).map_err(|e| classify(what, e)),
+            None => Ok(None),
+        }
     }
 
     /// The type names the key columns are cast to from text, without modifiers: a cast to
@@ -240,14 +364,85 @@ impl VerifyReader for PgVerifier<'_> {
         Ok(u64::try_from(estimate).unwrap_or(0))
     }
 
+    async fn key_profile(
+        &mut self,
+        t: &VerifyTable,
+        estimate: u64,
+    ) -> Result<KeyProfile, StageError> {
+        let mut profile = KeyProfile::default();
+        let [k] = t.key[..] else {
+            return Ok(profile);
+        };
+        let name = qualified(&t.table.schema, &t.table.name);
+        let what = format!("Cannot read the key range of {}", t.table);
+        match t.columns.get(k).map(|c| &c.1) {
+            Some(ColumnType::Int { .. }) => {
+                let row = self
+                    .client
+                    .query_one(
+                        &format!(
+                            "SELECT min({c})::text, max({c})::text FROM {name}",
+                            c = first_key(t)
+                        ),
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| classify(what.clone(), e))?;
+                let lo: Option<String> = row.try_get(0).map_err(|e| classify(what.clone(), e))?;
+                let hi: Option<String> = row.try_get(1).map_err(|e| classify(what.clone(), e))?;
+                profile.int_bounds = lo
+                    .and_then(|l| l.parse().ok())
+                    .zip(hi.and_then(|h| h.parse().ok()));
+            }
+            Some(ColumnType::Text { .. }) => {
+                profile.prefix_scannable = self.code_point_collation(t).await?.is_some();
+                if !profile.prefix_scannable {
+                    return Ok(profile);
+                }
+                // One key per sampled page: pages are spread evenly over the table.
+                let sql = if estimate <= SAMPLE_KEYS {
+                    format!("SELECT {} FROM {name}", key_expr(t))
+                } else {
+                    let row = self
+                        .client
+                        .query_one(
+                            "SELECT greatest(relpages, 1)::bigint FROM pg_class WHERE oid = $1::text::regclass",
+                            &[&name],
+                        )
+                        .await
+                        .map_err(|e| classify(what.clone(), e))?;
+                    let pages: i64 = row.try_get(0).map_err(|e| classify(what.clone(), e))?;
+                    let percent = (100.0 * SAMPLE_KEYS as f64 / pages as f64).clamp(0.01, 100.0);
+                    // The first tuple of each sampled page (no sort, no key text for the rest).
+                    format!(
+                        "SELECT {} FROM {name} TABLESAMPLE SYSTEM ({percent:.4}) \
+                         WHERE (ctid::text::point)[1] = 1",
+                        key_expr(t)
+                    )
+                };
+                let rows = self
+                    .client
+                    .query(&sql, &[])
+                    .await
+                    .map_err(|e| classify(what.clone(), e))?;
+                for r in rows {
+                    let k: Option<String> = r.try_get(0).map_err(|e| classify(what.clone(), e))?;
+                    profile.sample.extend(k);
+                }
+            }
+            _ => {}
+        }
+        Ok(profile)
+    }
+
     async fn chunk_sums(
         &mut self,
         t: &VerifyTable,
-        chunks: u32,
+        chunking: &Chunking,
     ) -> Result<Vec<ChunkSum>, StageError> {
         let sql = format!(
             "SELECT c, count(*), sum(h)::text FROM (SELECT {} AS c, {} AS h FROM {}) s GROUP BY c",
-            chunk_expr(t, chunks),
+            label_expr(t, chunking),
             hash_expr(t),
             qualified(&t.table.schema, &t.table.name)
         );
@@ -259,19 +454,19 @@ impl VerifyReader for PgVerifier<'_> {
             .map_err(|e| classify(what.clone(), e))?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let chunk: i64 = row.try_get(0).map_err(|e| classify(what.clone(), e))?;
+            let chunk: String = row.try_get(0).map_err(|e| classify(what.clone(), e))?;
             let count: i64 = row.try_get(1).map_err(|e| classify(what.clone(), e))?;
             let sum: String = row.try_get(2).map_err(|e| classify(what.clone(), e))?;
             let bad = || {
                 StageError::definite(
-                    format!("{what}: the server returned chunk {chunk} with sum {sum:?}"),
+                    format!("{what}: the server returned chunk {chunk:?} with sum {sum:?}"),
                     "report this as a bug in tandem",
                 )
             };
             out.push(ChunkSum {
-                chunk: u32::try_from(chunk).map_err(|_| bad())?,
                 rows: u64::try_from(count).map_err(|_| bad())?,
                 hash: sum.parse().map_err(|_| bad())?,
+                chunk,
             });
         }
         Ok(out)
@@ -280,20 +475,102 @@ impl VerifyReader for PgVerifier<'_> {
     async fn rows_in_chunks(
         &mut self,
         t: &VerifyTable,
-        chunks: u32,
-        which: &[u32],
+        chunking: &Chunking,
+        which: &[String],
     ) -> Result<Vec<KeyedRow>, StageError> {
         if which.is_empty() {
             return Ok(Vec::new());
         }
+        let table = qualified(&t.table.schema, &t.table.name);
+        let label = label_expr(t, chunking);
+        let labels: Vec<&str> = which.iter().map(String::as_str).collect();
+        match chunking {
+            Chunking::Hash { .. } => {
+                let sql = format!(
+                    "SELECT {} FROM {table} WHERE {label} = ANY($1::text[])",
+                    select_list(t)
+                );
+                self.rows(t, &sql, &[&labels]).await
+            }
+            Chunking::IntRange { .. } => {
+                // The labels' key ranges, as literals (tandem's own integers), clamped to
+                // bigint: PostgreSQL keys never leave it.
+                let clamp = |v: i128| v.clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+                let ranges: Vec<String> = which
+                    .iter()
+                    .filter_map(|l| chunking.int_range(l))
+                    .map(|(lo, hi)| match lo {
+                        Some(lo) => format!(
+                            "{k} BETWEEN {} AND {}",
+                            clamp(lo),
+                            clamp(hi - 1),
+                            k = first_key(t)
+                        ),
+                        None => format!("{} <= {}", first_key(t), clamp(hi - 1)),
+                    })
+                    .collect();
+                let sql = format!(
+                    "SELECT {} FROM {table} WHERE ({}) AND {label} = ANY($1::text[])",
+                    select_list(t),
+                    ranges.join(" OR ")
+                );
+                self.rows(t, &sql, &[&labels]).await
+            }
+            Chunking::Prefix { .. } => {
+                let mut prefixes: Vec<&str> =
+                    which.iter().filter_map(|l| chunking.prefix_of(l)).collect();
+                prefixes.sort_unstable();
+                prefixes.dedup();
+                let ends: Vec<Option<String>> = prefixes.iter().map(|p| prefix_end(p)).collect();
+                let collation = self.code_point_collation(t).await?;
+                let (Some(collation), true) = (collation, ends.iter().all(Option::is_some)) else {
+                    // No index range holds exactly these prefixes: one scan.
+                    let sql = format!(
+                        "SELECT {} FROM {table} WHERE {label} = ANY($1::text[])",
+                        select_list(t)
+                    );
+                    return self.rows(t, &sql, &[&labels]).await;
+                };
+                let ends: Vec<String> = ends.into_iter().flatten().collect();
+                let c = format!("{}.{}", table, first_key(t));
+                let sql = format!(
+                    "SELECT x.* FROM unnest($2::text[], $3::text[]) AS r(lo, hi) \
+                     CROSS JOIN LATERAL (SELECT {} FROM {table} \
+                       WHERE {c} >= (r.lo COLLATE {q}) AND {c} < (r.hi COLLATE {q}) \
+                         AND {label} = ANY($1::text[])) x",
+                    select_list(t),
+                    q = quote_ident(&collation)
+                );
+                self.rows(t, &sql, &[&labels, &prefixes, &ends]).await
+            }
+        }
+    }
+
+    async fn scan(
+        &mut self,
+        t: &VerifyTable,
+        each: &mut (dyn FnMut(Vec<Value>) -> Result<(), StageError> + Send),
+    ) -> Result<(), StageError> {
+        let what = format!("Cannot read rows of {}", t.table);
         let sql = format!(
-            "SELECT {} FROM {} WHERE {} = ANY($1::bigint[])",
+            "SELECT {} FROM {}",
             select_list(t),
-            qualified(&t.table.schema, &t.table.name),
-            chunk_expr(t, chunks)
+            qualified(&t.table.schema, &t.table.name)
         );
-        let list: Vec<i64> = which.iter().map(|&c| i64::from(c)).collect();
-        self.rows(t, &sql, &[&list]).await
+        let stream = self
+            .client
+            .query_raw(&sql, std::iter::empty::<i32>())
+            .await
+            .map_err(|e| classify(what.clone(), e))?;
+        pin_mut!(stream);
+        while let Some(row) = stream
+            .try_next()
+            .await
+            .map_err(|e| classify(what.clone(), e))?
+        {
+            each(decode_row(t, &what, &row)?.values)?;
+        }
+        Ok(())
     }
 
     async fn rows_by_key(

@@ -46,6 +46,9 @@ pub const DEFAULT_SERVER_ID: u32 = 4_181_717;
 pub struct Config {
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// `tandem verify` run by the daemon itself.
+    #[serde(default)]
+    pub verify: VerifyConfig,
     /// Endpoints in the order the file lists them: the first wins `last_writer_wins` ties.
     pub endpoints: IndexMap<String, EndpointConfig>,
     #[serde(default, rename = "mappings")]
@@ -100,6 +103,25 @@ impl Default for DaemonConfig {
             max_group_transactions: default_group(),
             snapshot_chunk_rows: DEFAULT_SNAPSHOT_CHUNK_ROWS,
         }
+    }
+}
+
+/// `[verify]`: the daemon runs `tandem verify` (never `--repair`) every `interval` and
+/// exports the result as metrics and in `/status`. Off unless `interval` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// `"1h"`, `"30m"`…: time between the end of one run and the start of the next.
+    pub interval: Option<String>,
+}
+
+/// Shortest `verify.interval`: each run reads every mapped table on both sides.
+pub const MIN_VERIFY_INTERVAL: Duration = Duration::from_secs(1);
+
+impl VerifyConfig {
+    /// The interval, when verify is on (validated by [`Config::validate`]).
+    pub fn interval(&self) -> Option<Duration> {
+        self.interval.as_deref().and_then(parse_duration)
     }
 }
 
@@ -218,6 +240,21 @@ impl Config {
     pub fn validate(&mut self) -> Result<(), ConfigErrors> {
         let mut errs = ConfigErrors::default();
         self.validate_daemon(&mut errs);
+        if let Some(text) = &self.verify.interval {
+            match parse_duration(text) {
+                Some(d) if d >= MIN_VERIFY_INTERVAL => {}
+                Some(_) => errs.push(ConfigError::new(
+                    "verify.interval",
+                    format!("{text:?} is shorter than one second"),
+                    "each run reads every mapped table on both sides: write it like \"1h\" or \"30m\"",
+                )),
+                None => errs.push(ConfigError::new(
+                    "verify.interval",
+                    format!("{text:?} is not a duration"),
+                    "write it like \"1h\", \"30m\" or \"90s\" (or remove [verify] to turn it off)",
+                )),
+            }
+        }
         self.validate_endpoints(&mut errs);
         let names: Vec<String> = self.endpoints.keys().cloned().collect();
         let mut seen = BTreeSet::new();

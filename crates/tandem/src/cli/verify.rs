@@ -1,13 +1,18 @@
 //! `tandem verify`: are both sides equal under the mapping? And with `--repair`, make them so.
 //!
 //! Per mapping, in three steps that each read less than the one before:
-//! 1. **Checksums.** Both databases split the table into hash chunks (about
-//!    [`ROWS_PER_CHUNK`] rows each) and return a row count and hash sum per chunk, computed
-//!    on the server in one scan each, both sides at once (see [`tandem_core::verify`] for
-//!    the canonical row text both compute).
+//! 1. **Checksums.** Both databases split the table into chunks of about
+//!    [`ROWS_PER_CHUNK`] rows and return a row count and hash sum per chunk, computed on the
+//!    server in one scan each, both sides at once (see [`tandem_core::verify`] for the
+//!    canonical row text both compute). How rows are chunked is picked per table from the
+//!    key ([`tandem_core::verify::choose_chunking`]): integer key ranges or text key
+//!    prefixes where the key's index can read a chunk back, md5 buckets otherwise.
 //! 2. **Rows of differing chunks.** Only chunks whose count or sum differ are fetched, a
-//!    batch of chunks at a time, and compared value by value after converting through the
-//!    mapping ([`compare`]).
+//!    batch of chunks at a time — through the key's index for range and prefix chunks, so
+//!    100 scattered differences in 5M rows cost 100 small index scans rather than another
+//!    pass over the table — and compared value by value after converting through the
+//!    mapping ([`compare`]). A side behind a `where` filter or column transforms is read
+//!    through tandem instead and hashed there, with the mapping applied (see [`compare`]).
 //! 3. **Re-check.** A key that differs may be a change tandem has not applied yet. Each
 //!    differing key is read again by key after `--settle`; it is reported only when two
 //!    looks in a row show the same difference (up to [`MAX_LOOKS`] looks), so a change in
@@ -18,8 +23,7 @@
 //! `verify_repair`, decision `repaired`). Exit 0 when equal (or everything was repaired), 1
 //! when differences remain, 2 on errors.
 //!
-//! Not covered yet: `where` filters and column transforms (a note says so when a mapping
-//! has them).
+//! [`verify`] is also what the daemon runs every `[verify] interval` (without repair).
 
 mod compare;
 mod repair;
@@ -35,11 +39,13 @@ use tandem_core::config::catalog::Catalog;
 use tandem_core::config::{Config, EndpointConfig, EndpointKind, Secret};
 use tandem_core::error::StageError;
 use tandem_core::sink::{ConflictRecord, RowWrite};
-use tandem_core::verify::{ChunkSum, KeyedRow, VerifyReader};
+use tandem_core::value::ColumnType;
+use tandem_core::verify::{choose_chunking, ChunkSum, Chunking, KeyedRow, VerifyReader};
 
 use compare::{Diff, KeyDiff, Plan};
 use repair::Decision;
-use report::{ColumnDiff, DiffReport, MappingReport, RepairOutcome, Report};
+pub use report::Report;
+use report::{ColumnDiff, DiffReport, MappingReport, RepairOutcome};
 
 /// Rows per checksum chunk aimed at: a differing chunk costs fetching this many rows.
 pub const ROWS_PER_CHUNK: u64 = 200;
@@ -88,7 +94,10 @@ fn table_id(cfg: &Config, endpoint: &str, table: &str) -> TableId {
     TableId::parse(table, &default_schema)
 }
 
-type Opened<'a> = (Box<dyn VerifyReader + 'a>, Box<dyn Catalog + 'a>);
+type Opened<'a> = (
+    Box<dyn VerifyReader + 'a>,
+    Box<dyn Catalog + Send + Sync + 'a>,
+);
 
 async fn open<'a>(
     cfg: &'a Config,
@@ -126,33 +135,47 @@ pub async fn run(path: &Path, opts: Options) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let format = opts.format;
+    let report = match verify(&cfg, &opts).await {
+        Ok(r) => r,
+        Err(why) => return fail(format, &why),
+    };
+    match format {
+        Format::Text => print!("{}", report::text(&report)),
+        Format::Json => match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return fail(format, &format!("Cannot render the report: {e}")),
+        },
+    }
+    if report.mappings.iter().any(|m| m.error.is_some()) {
+        2
+    } else if report.equal {
+        0
+    } else {
+        1
+    }
+}
+
+/// Verify (and with `opts.repair`, repair) the mappings `opts` selects. `Err` when nothing
+/// could be compared (bad options, an endpoint unreachable); a mapping that fails on its
+/// own carries its error in the report.
+pub async fn verify(cfg: &Config, opts: &Options) -> Result<Report, String> {
     let Some(settle) = tandem_core::config::parse_duration(&opts.settle) else {
-        return fail(
-            opts.format,
-            &format!(
-                "--settle {:?} is not a duration; write it like \"1s\" or \"500ms\"",
-                opts.settle
-            ),
-        );
+        return Err(format!(
+            "--settle {:?} is not a duration; write it like \"1s\" or \"500ms\"",
+            opts.settle
+        ));
     };
     let names = cfg.priority();
     let [a, b] = names[..] else {
-        return fail(
-            opts.format,
-            "verify compares exactly two endpoints; the config has another number",
-        );
+        return Err("verify compares exactly two endpoints; the config has another number".into());
     };
     let endpoints = [a, b];
     let prefer = match &opts.prefer {
         None => None,
         Some(p) => match endpoints.iter().position(|e| e == p) {
             Some(i) => Some(i),
-            None => {
-                return fail(
-                    opts.format,
-                    &format!("--prefer {p:?} is not an endpoint; use {a} or {b}"),
-                )
-            }
+            None => return Err(format!("--prefer {p:?} is not an endpoint; use {a} or {b}")),
         },
     };
     let mappings: Vec<_> = cfg
@@ -162,71 +185,78 @@ pub async fn run(path: &Path, opts: Options) -> u8 {
         .collect();
     if mappings.is_empty() {
         let known: Vec<&str> = cfg.mappings.iter().map(|m| m.name.as_str()).collect();
-        return fail(
-            opts.format,
-            &format!(
-                "No mapping named {:?}; the config has: {}",
-                opts.mapping.unwrap_or_default(),
-                known.join(", ")
-            ),
-        );
+        return Err(format!(
+            "No mapping named {:?}; the config has: {}",
+            opts.mapping.clone().unwrap_or_default(),
+            known.join(", ")
+        ));
     }
     let mut passwords = Vec::new();
     for name in endpoints {
         let Some(ep) = cfg.endpoints.get(name) else {
-            return fail(opts.format, &format!("No endpoint named {name:?}"));
+            return Err(format!("No endpoint named {name:?}"));
         };
         match &ep.password {
             None => passwords.push(None),
             Some(r) => match r.resolve() {
                 Ok(s) => passwords.push(Some(s)),
-                Err(why) => return fail(opts.format, &format!("endpoints.{name}.password: {why}")),
+                Err(why) => return Err(format!("endpoints.{name}.password: {why}")),
             },
         }
     }
     let mut opened = Vec::new();
     for (i, name) in endpoints.iter().enumerate() {
         let Some(ep) = cfg.endpoints.get(*name) else {
-            return fail(opts.format, &format!("No endpoint named {name:?}"));
+            return Err(format!("No endpoint named {name:?}"));
         };
-        match open(&cfg, name, ep, passwords.get(i).and_then(Option::as_ref)).await {
+        match open(cfg, name, ep, passwords.get(i).and_then(Option::as_ref)).await {
             Ok(o) => opened.push(o),
-            Err(e) => return fail(opts.format, &format!("{name}: {}", e.report())),
+            Err(e) => return Err(format!("{name}: {}", e.report())),
         }
     }
     let (Some((r1, c1)), Some((r0, c0))) = (opened.pop(), opened.pop()) else {
-        return fail(opts.format, "internal error: endpoints not opened");
+        return Err("internal error: endpoints not opened".into());
     };
     let mut readers = [r0, r1];
-    let catalogs: [&dyn Catalog; 2] = [c0.as_ref(), c1.as_ref()];
+    // Plans are made before the first comparison: the catalogs are not shared across
+    // threads, and the daemon runs verify on its own task.
+    let plans: Vec<(MappingReport, Result<Plan, String>)> = {
+        let catalogs: [&dyn Catalog; 2] = [c0.as_ref(), c1.as_ref()];
+        mappings
+            .into_iter()
+            .map(|m| {
+                let tables = [
+                    table_id(
+                        cfg,
+                        a,
+                        m.sides.get(a).map(|s| s.table.as_str()).unwrap_or_default(),
+                    ),
+                    table_id(
+                        cfg,
+                        b,
+                        m.sides.get(b).map(|s| s.table.as_str()).unwrap_or_default(),
+                    ),
+                ];
+                let mut mr = MappingReport {
+                    mapping: m.name.clone(),
+                    ..Default::default()
+                };
+                for (e, t) in endpoints.iter().zip(&tables) {
+                    mr.tables.insert((*e).to_owned(), J::String(t.to_string()));
+                }
+                (mr, Plan::new(m, endpoints, tables, catalogs))
+            })
+            .collect()
+    };
+    drop((c0, c1));
 
     let mut report = Report {
         equal: true,
         mappings: Vec::new(),
     };
-    let mut errors = false;
-    for m in mappings {
+    for (mut mr, plan) in plans {
         let started = Instant::now();
-        let tables = [
-            table_id(
-                &cfg,
-                a,
-                m.sides.get(a).map(|s| s.table.as_str()).unwrap_or_default(),
-            ),
-            table_id(
-                &cfg,
-                b,
-                m.sides.get(b).map(|s| s.table.as_str()).unwrap_or_default(),
-            ),
-        ];
-        let mut mr = MappingReport {
-            mapping: m.name.clone(),
-            ..Default::default()
-        };
-        for (e, t) in endpoints.iter().zip(&tables) {
-            mr.tables.insert((*e).to_owned(), J::String(t.to_string()));
-        }
-        let result = match Plan::new(m, endpoints, tables, catalogs) {
+        let result = match plan {
             Err(why) => Err(why),
             Ok(mut plan) => {
                 mr.notes = plan.notes();
@@ -244,7 +274,6 @@ pub async fn run(path: &Path, opts: Options) -> u8 {
         };
         if let Err(e) = result {
             mr.error = Some(e);
-            errors = true;
         }
         mr.seconds = started.elapsed().as_secs_f64();
         let remaining = mr.differing_keys.saturating_sub(mr.repaired);
@@ -253,40 +282,160 @@ pub async fn run(path: &Path, opts: Options) -> u8 {
         }
         report.mappings.push(mr);
     }
-    match opts.format {
-        Format::Text => print!("{}", report::text(&report)),
-        Format::Json => match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => return fail(opts.format, &format!("Cannot render the report: {e}")),
-        },
-    }
-    if errors {
-        2
-    } else if report.equal {
-        0
-    } else {
-        1
-    }
+    Ok(report)
 }
 
-fn differing_chunks(a: &[ChunkSum], b: &[ChunkSum]) -> BTreeMap<u32, u64> {
-    let index =
-        |s: &[ChunkSum]| -> HashMap<u32, ChunkSum> { s.iter().map(|c| (c.chunk, *c)).collect() };
+fn differing_chunks(a: &[ChunkSum], b: &[ChunkSum]) -> BTreeMap<String, u64> {
+    let index = |s: &[ChunkSum]| -> HashMap<String, (u64, u128)> {
+        s.iter()
+            .map(|c| (c.chunk.clone(), (c.rows, c.hash)))
+            .collect()
+    };
     let (ia, ib) = (index(a), index(b));
     let mut out = BTreeMap::new();
     for c in ia.keys().chain(ib.keys()) {
         let (x, y) = (ia.get(c), ib.get(c));
-        let same = matches!((x, y), (Some(x), Some(y)) if x.rows == y.rows && x.hash == y.hash);
-        if !same {
-            let rows = x.map_or(0, |x| x.rows).max(y.map_or(0, |y| y.rows));
-            out.insert(*c, rows);
+        if x != y {
+            let rows = x.map_or(0, |x| x.0).max(y.map_or(0, |y| y.0));
+            out.insert(c.clone(), rows);
         }
     }
     out
 }
 
-fn by_key(rows: Vec<KeyedRow>) -> HashMap<String, KeyedRow> {
-    rows.into_iter().map(|r| (r.key.clone(), r)).collect()
+/// The two sides' key columns are one column, both integers / both text.
+fn key_kinds(plan: &Plan) -> (bool, bool) {
+    let ty = |s: usize| -> Option<&ColumnType> {
+        let t = &plan.tables[s];
+        match t.key[..] {
+            [k] => t.columns.get(k).map(|c| &c.1),
+            _ => None,
+        }
+    };
+    let int = |t: Option<&ColumnType>| matches!(t, Some(ColumnType::Int { .. }));
+    let text = |t: Option<&ColumnType>| matches!(t, Some(ColumnType::Text { .. }));
+    (int(ty(0)) && int(ty(1)), text(ty(0)) && text(ty(1)))
+}
+
+type Reader<'r, 'a> = &'r mut Box<dyn VerifyReader + 'a>;
+
+/// Chunk sums of side `s`: from its database, or computed in tandem (see [`compare`]).
+async fn sums_of(
+    reader: Reader<'_, '_>,
+    plan: Option<&mut Plan>,
+    table: &tandem_core::verify::VerifyTable,
+    s: usize,
+    chunking: &Chunking,
+) -> Result<Vec<ChunkSum>, StageError> {
+    let Some(plan) = plan else {
+        return reader.chunk_sums(table, chunking).await;
+    };
+    let mut sums: HashMap<String, (u64, u128)> = HashMap::new();
+    reader
+        .scan(table, &mut |values| {
+            if let Some((_, label, hash)) = plan.tandem_hash(s, &values, chunking) {
+                let e = sums.entry(label).or_default();
+                e.0 += 1;
+                e.1 = e.1.wrapping_add(hash);
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(sums
+        .into_iter()
+        .map(|(chunk, (rows, hash))| ChunkSum { chunk, rows, hash })
+        .collect())
+}
+
+/// Rows of side `s` in the chunks `which`: from its database, or by streaming the side
+/// through tandem again and keeping the rows whose label is listed.
+async fn rows_of(
+    reader: Reader<'_, '_>,
+    plan: Option<&mut Plan>,
+    table: &tandem_core::verify::VerifyTable,
+    s: usize,
+    chunking: &Chunking,
+    which: &[String],
+) -> Result<Vec<KeyedRow>, StageError> {
+    let Some(plan) = plan else {
+        return reader.rows_in_chunks(table, chunking, which).await;
+    };
+    let wanted: BTreeSet<&String> = which.iter().collect();
+    let mut out = Vec::new();
+    reader
+        .scan(table, &mut |values| {
+            if let Some((key, label, _)) = plan.tandem_hash(s, &values, chunking) {
+                if wanted.contains(&label) {
+                    out.push(KeyedRow { key, values });
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(out)
+}
+
+/// Both sides at once where the borrow of the plan allows it (a side hashed in tandem
+/// needs the plan's mappers).
+macro_rules! both_sides {
+    ($plan:expr, $r0:expr, $r1:expr, $t0:expr, $t1:expr, |$r:ident, $p:ident, $t:ident, $s:ident| $body:expr) => {{
+        match ($plan.tandem[0], $plan.tandem[1]) {
+            (false, false) => {
+                let f0 = {
+                    let ($r, $p, $t, $s) = ($r0, None, $t0, 0);
+                    $body
+                };
+                let f1 = {
+                    let ($r, $p, $t, $s) = ($r1, None, $t1, 1);
+                    $body
+                };
+                tokio::join!(f0, f1)
+            }
+            (true, false) => {
+                let f0 = {
+                    let ($r, $p, $t, $s) = ($r0, Some(&mut *$plan), $t0, 0);
+                    $body
+                };
+                let f1 = {
+                    let ($r, $p, $t, $s) = ($r1, None, $t1, 1);
+                    $body
+                };
+                tokio::join!(f0, f1)
+            }
+            (false, true) => {
+                let f0 = {
+                    let ($r, $p, $t, $s) = ($r0, None, $t0, 0);
+                    $body
+                };
+                let f1 = {
+                    let ($r, $p, $t, $s) = ($r1, Some(&mut *$plan), $t1, 1);
+                    $body
+                };
+                tokio::join!(f0, f1)
+            }
+            (true, true) => {
+                let a = {
+                    let ($r, $p, $t, $s) = ($r0, Some(&mut *$plan), $t0, 0);
+                    $body
+                }
+                .await;
+                let b = {
+                    let ($r, $p, $t, $s) = ($r1, Some(&mut *$plan), $t1, 1);
+                    $body
+                }
+                .await;
+                (a, b)
+            }
+        }
+    }};
+}
+
+/// Rows of side `s` by key text, without those its `where` filter keeps at home.
+fn by_key(plan: &Plan, s: usize, rows: Vec<KeyedRow>) -> HashMap<String, KeyedRow> {
+    rows.into_iter()
+        .filter(|r| plan.visible(s, &r.values))
+        .map(|r| (r.key.clone(), r))
+        .collect()
 }
 
 async fn verify_mapping(
@@ -302,37 +451,60 @@ async fn verify_mapping(
     let (t0, t1) = (t0.clone(), t1.clone());
     let (e0, e1) = tokio::join!(r0.estimate_rows(&t0), r1.estimate_rows(&t1));
     let estimate = e0?.max(e1?);
-    let chunks = u32::try_from((estimate / ROWS_PER_CHUNK).clamp(1, MAX_CHUNKS)).unwrap_or(1);
-    mr.chunks = chunks;
-    let (s0, s1) = tokio::join!(r0.chunk_sums(&t0, chunks), r1.chunk_sums(&t1, chunks));
+    let target = u32::try_from((estimate / ROWS_PER_CHUNK).clamp(1, MAX_CHUNKS)).unwrap_or(1);
+    let (p0, p1) = tokio::join!(r0.key_profile(&t0, estimate), r1.key_profile(&t1, estimate));
+    let (p0, p1) = (p0?, p1?);
+    let (int_key, text_key) = key_kinds(plan);
+    let chunking = choose_chunking(
+        estimate,
+        target,
+        ROWS_PER_CHUNK,
+        int_key,
+        text_key,
+        [&p0, &p1],
+    );
+    tracing::info!(mapping = %plan.mapping.name, ?chunking, "chunking chosen");
+    mr.chunking = format!("{chunking:?}");
+    let (s0, s1) = both_sides!(plan, &mut *r0, &mut *r1, &t0, &t1, |r, p, t, s| {
+        sums_of(r, p, t, s, &chunking)
+    });
     let (s0, s1) = (s0?, s1?);
+    mr.chunks = u32::try_from(
+        s0.iter()
+            .chain(&s1)
+            .map(|c| &c.chunk)
+            .collect::<BTreeSet<_>>()
+            .len(),
+    )
+    .unwrap_or(u32::MAX);
     for (e, s) in plan.endpoints.iter().zip([&s0, &s1]) {
         mr.rows
             .insert(e.clone(), J::from(s.iter().map(|c| c.rows).sum::<u64>()));
     }
     let differing = differing_chunks(&s0, &s1);
     mr.differing_chunks = differing.len();
-    tracing::info!(mapping = %plan.mapping.name, chunks, differing = differing.len(), "checksums compared");
+    tracing::info!(mapping = %plan.mapping.name, chunks = mr.chunks, differing = differing.len(), "checksums compared");
 
     // Rows of differing chunks, a batch at a time.
     let mut diffs: Vec<KeyDiff> = Vec::new();
-    let mut batch: Vec<u32> = Vec::new();
+    let mut batch: Vec<String> = Vec::new();
     let mut batch_rows = 0;
-    let mut pending: Vec<(u32, u64)> = differing.into_iter().collect();
-    pending.push((u32::MAX, 0)); // sentinel: flushes the last batch
+    let mut pending: Vec<(Option<String>, u64)> =
+        differing.into_iter().map(|(c, r)| (Some(c), r)).collect();
+    pending.push((None, 0)); // sentinel: flushes the last batch
     for (chunk, rows) in pending {
-        let last = chunk == u32::MAX;
-        if !last && (batch.is_empty() || batch_rows + rows <= ROWS_PER_FETCH) {
-            batch.push(chunk);
-            batch_rows += rows;
-            continue;
+        if let Some(c) = &chunk {
+            if batch.is_empty() || batch_rows + rows <= ROWS_PER_FETCH {
+                batch.push(c.clone());
+                batch_rows += rows;
+                continue;
+            }
         }
         if !batch.is_empty() {
-            let (a, b) = tokio::join!(
-                r0.rows_in_chunks(&t0, chunks, &batch),
-                r1.rows_in_chunks(&t1, chunks, &batch)
-            );
-            let (a, b) = (by_key(a?), by_key(b?));
+            let (a, b) = both_sides!(plan, &mut *r0, &mut *r1, &t0, &t1, |r, p, t, s| {
+                rows_of(r, p, t, s, &chunking, &batch)
+            });
+            let (a, b) = (by_key(plan, 0, a?), by_key(plan, 1, b?));
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
                 if let Some(d) = plan.compare(k, [a.get(k), b.get(k)]) {
@@ -345,7 +517,7 @@ async fn verify_mapping(
                 }
             }
         }
-        batch = vec![chunk];
+        batch = chunk.into_iter().collect();
         batch_rows = rows;
     }
 
@@ -359,7 +531,7 @@ async fn verify_mapping(
         let k0: Vec<_> = diffs.iter().filter_map(|d| plan.key_on(0, d)).collect();
         let k1: Vec<_> = diffs.iter().filter_map(|d| plan.key_on(1, d)).collect();
         let (a, b) = tokio::join!(r0.rows_by_key(&t0, &k0), r1.rows_by_key(&t1, &k1));
-        let (a, b) = (by_key(a?), by_key(b?));
+        let (a, b) = (by_key(plan, 0, a?), by_key(plan, 1, b?));
         let mut changed = Vec::new();
         for old in diffs {
             match plan.compare(&old.key, [a.get(&old.key), b.get(&old.key)]) {

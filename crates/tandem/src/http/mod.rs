@@ -17,13 +17,15 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tandem_core::config::Secret;
-use tandem_core::telemetry::StatusBoard;
+use tandem_core::telemetry::{StatusBoard, VerifyBoard};
 
 const PAGE: &str = include_str!("page.html");
 
 #[derive(Clone)]
 pub struct HttpState {
     pub board: StatusBoard,
+    /// The daemon's last `[verify]` run (`null` in `/status` when verify is off).
+    pub verify: VerifyBoard,
     pub prometheus: PrometheusHandle,
     pub token: Option<Arc<Secret>>,
     pub ready_lag_seconds: f64,
@@ -116,6 +118,7 @@ async fn status(State(s): State<HttpState>, headers: HeaderMap) -> Response {
         "started_at": s.started_at,
         "now": chrono::Utc::now(),
         "directions": s.board.snapshot(),
+        "verify": s.verify.snapshot(),
     }))
     .into_response()
 }

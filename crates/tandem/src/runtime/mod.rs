@@ -14,6 +14,7 @@ mod direction;
 mod endpoints;
 mod monitor;
 mod snapshot;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tandem_core::config::{Config, EndpointKind};
-use tandem_core::telemetry::{self, StatusBoard};
+use tandem_core::telemetry::{self, StatusBoard, VerifyBoard};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -66,9 +67,11 @@ pub async fn run(path: &Path) -> u8 {
         Err(_) => return 2, // validated already
     };
     let board = StatusBoard::default();
+    let verify_board = VerifyBoard::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = HttpState {
         board: board.clone(),
+        verify: verify_board.clone(),
         prometheus,
         token,
         ready_lag_seconds: cfg.daemon.ready_lag_seconds,
@@ -98,6 +101,7 @@ pub async fn run(path: &Path) -> u8 {
         tasks.push(tokio::spawn(d.supervise(stop_rx.clone())));
     }
     let monitor = tokio::spawn(monitor::run(cfg.clone(), board.clone(), stop_rx.clone()));
+    let verifier = tokio::spawn(verify::run(cfg.clone(), verify_board, stop_rx.clone()));
     info!(directions = tasks.len(), listen = %addr, "tandem running");
 
     wait_for_signal().await;
@@ -112,6 +116,7 @@ pub async fn run(path: &Path) -> u8 {
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
     monitor.abort();
+    verifier.abort();
     info!("stopped");
     0
 }

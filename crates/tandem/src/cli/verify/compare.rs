@@ -13,7 +13,7 @@ use tandem_core::config::catalog::Catalog;
 use tandem_core::config::{Direction, Mapping};
 use tandem_core::mapper::{MapError, RowMapper, TargetChange};
 use tandem_core::value::Value;
-use tandem_core::verify::{KeyedRow, VerifyTable};
+use tandem_core::verify::{self, Chunking, KeyedRow, VerifyTable};
 
 /// A mapping prepared for comparison: both sides' tables and a mapper each way.
 pub struct Plan {
@@ -25,6 +25,11 @@ pub struct Plan {
     schemas: [Arc<TableSchema>; 2],
     /// The side whose types rows are compared in (the side the mapping flows to).
     pub to: usize,
+    /// Per side: hashed in tandem (a filter or transforms apply) rather than in its database.
+    pub tandem: [bool; 2],
+    /// Columns both sides map, first in every row; a side hashed in tandem also reads the
+    /// table's other columns, after these.
+    pub mapped: usize,
 }
 
 /// Why two rows with one key are not equal.
@@ -54,6 +59,25 @@ impl Plan {
         tables: [tandem_core::change::TableId; 2],
         catalogs: [&dyn Catalog; 2],
     ) -> Result<Plan, String> {
+        let to = match &mapping.direction {
+            Direction::OneWay { to, .. } if to == endpoints[0] => 0,
+            _ => 1,
+        };
+        let from = 1 - to;
+        let has_filter = |s: usize| {
+            mapping.direction.flows(endpoints[s], endpoints[1 - s])
+                && mapping
+                    .sides
+                    .get(endpoints[s])
+                    .is_some_and(|side| side.filter.is_some())
+        };
+        let mut tandem = [false; 2];
+        tandem[from] = has_filter(from)
+            || mapping
+                .columns
+                .iter()
+                .any(|c| c.transform.contains_key(endpoints[to]));
+        tandem[to] = has_filter(to);
         let mut vts = Vec::new();
         let mut schemas = Vec::new();
         for (s, ep) in endpoints.iter().enumerate() {
@@ -81,6 +105,14 @@ impl Plan {
                     name: name.to_owned(),
                     ..c.clone()
                 });
+            }
+            if tandem[s] {
+                for c in &cat.schema.columns {
+                    if !columns.iter().any(|(n, _)| *n == c.name) {
+                        columns.push((c.name.clone(), c.column_type.clone()));
+                        schema_cols.push(c.clone());
+                    }
+                }
             }
             let key_names = mapping
                 .sides
@@ -127,10 +159,11 @@ impl Plan {
             .map_err(|e| e.to_string())?;
             mappers.push(m);
         }
-        let to = match &mapping.direction {
-            Direction::OneWay { to, .. } if to == endpoints[0] => 0,
-            _ => 1,
-        };
+        let mapped = mapping
+            .columns
+            .iter()
+            .filter(|c| c.name_on(endpoints[0]).is_some() && c.name_on(endpoints[1]).is_some())
+            .count();
         let [m0, m1]: [RowMapper; 2] = mappers
             .try_into()
             .map_err(|_| "internal error: two mappers expected".to_owned())?;
@@ -147,7 +180,68 @@ impl Plan {
             mappers: [m0, m1],
             schemas: [s0, s1],
             to,
+            tandem,
+            mapped,
         })
+    }
+
+    /// Whether a row of side `s` is meant to cross: it passes `s`'s `where` filter (when
+    /// the mapping flows from `s`). A filter that fails on the row counts as passing, so
+    /// the row is compared and its difference shown rather than hidden.
+    pub fn visible(&self, s: usize, values: &[Value]) -> bool {
+        if !self.tandem[s] {
+            return true;
+        }
+        let (Some(mapper), Some(schema)) = (self.mappers.get(s), self.schemas.get(s)) else {
+            return true;
+        };
+        mapper
+            .passes_filter(schema, &Row::from_values(values.iter().cloned()))
+            .unwrap_or(true)
+    }
+
+    /// Side `s`'s mapped columns only: the table its database would hash.
+    fn mapped_table(&self, s: usize) -> VerifyTable {
+        let t = &self.tables[s];
+        VerifyTable {
+            table: t.table.clone(),
+            columns: t.columns.iter().take(self.mapped).cloned().collect(),
+            key: t.key.clone(),
+        }
+    }
+
+    /// For a side hashed in tandem: the key text, chunk label and row hash a row of side
+    /// `s` has once mapped into the compared side's types, as the other database computes
+    /// them for its rows; `None` for a row the filter keeps at home. A row that cannot be
+    /// mapped gets its own key's label and a hash no database row can sum to, so its chunk
+    /// differs and the row is shown.
+    pub fn tandem_hash(
+        &mut self,
+        s: usize,
+        values: &[Value],
+        chunking: &Chunking,
+    ) -> Option<(String, String, u128)> {
+        if !self.visible(s, values) {
+            return None;
+        }
+        let (table, row) = if s == self.to {
+            (self.mapped_table(s), values.to_vec())
+        } else {
+            match self.convert(s, values) {
+                Ok(mapped) => (self.mapped_table(self.to), mapped),
+                Err(_) => {
+                    let table = self.mapped_table(s);
+                    let key = verify::key_text(&table, values);
+                    let first = table.key.first().and_then(|&i| values.get(i));
+                    let label = chunking.label(&key, first)?;
+                    return Some((key, label, 1 << 100));
+                }
+            }
+        };
+        let key = verify::key_text(&table, &row);
+        let first = table.key.first().and_then(|&i| row.get(i));
+        let label = chunking.label(&key, first)?;
+        Some((key, label, u128::from(verify::row_hash(&table, &row))))
     }
 
     /// Convert a row of side `s` into the other side's types.
@@ -250,20 +344,15 @@ impl Plan {
         serde_json::Value::Object(map)
     }
 
-    /// Notes on what this comparison does not cover.
+    /// Notes on how this comparison is made.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if self.mapping.sides.values().any(|s| s.filter.is_some()) {
-            notes.push(
-                "`where` filters are not applied by verify yet: rows the filter keeps from crossing show as only on one side"
-                    .to_owned(),
-            );
-        }
-        if self.mapping.columns.iter().any(|c| !c.transform.is_empty()) {
-            notes.push(
-                "transforms are not applied by verify yet: transformed columns show as differing"
-                    .to_owned(),
-            );
+        for (s, e) in self.endpoints.iter().enumerate() {
+            if self.tandem[s] {
+                notes.push(format!(
+                    "{e} rows are read through tandem (the mapping's filter/transforms apply there), not checksummed in the database: slower"
+                ));
+            }
         }
         if self.tables[0]
             .columns

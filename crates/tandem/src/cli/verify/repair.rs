@@ -13,7 +13,8 @@
 //!   is written.
 //!
 //! A key with any refused column is left alone entirely, so a repair never writes half a
-//! decision.
+//! decision. A row only on the side a `where` filter leads to is refused too: the other
+//! side may hold the key outside its filter, and copying it back would collide with it.
 
 use std::cmp::Ordering;
 
@@ -63,6 +64,20 @@ fn order(a: &Value, b: &Value) -> Option<Ordering> {
 /// Decide the repair of `d`. `prefer` is `--prefer`'s endpoint index.
 pub fn decide(plan: &mut Plan, d: &KeyDiff, prefer: Option<usize>) -> Decision {
     let cols = match &d.diff {
+        Diff::OnlyIn(s)
+            if *s == plan.to
+                && plan
+                    .mapping
+                    .sides
+                    .get(&plan.endpoints[1 - *s])
+                    .is_some_and(|side| side.filter.is_some()) =>
+        {
+            let (here, there) = (&plan.endpoints[*s], &plan.endpoints[1 - *s]);
+            return Decision::Refused(format!(
+                "the row is only in {here}, and {there} rows cross through a `where` filter: \
+                 delete it from {here}, or insert or change it on {there} so that it passes"
+            ));
+        }
         Diff::OnlyIn(s) => return Decision::Copy { from: *s },
         Diff::Unconvertible(why) => {
             return Decision::Refused(format!(

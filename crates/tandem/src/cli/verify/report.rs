@@ -12,6 +12,8 @@ pub struct MappingReport {
     pub tables: Map<String, J>,
     /// Endpoint → rows counted by the checksums.
     pub rows: Map<String, J>,
+    /// How rows were chunked (`Hash`, `IntRange` or `Prefix`, with its parameters).
+    pub chunking: String,
     pub chunks: u32,
     pub differing_chunks: usize,
     pub differing_keys: usize,
@@ -62,6 +64,25 @@ pub struct RepairOutcome {
 pub struct Report {
     pub equal: bool,
     pub mappings: Vec<MappingReport>,
+}
+
+impl DiffReport {
+    /// One line: `only in retail: {sku: "A-1"}`, `differs: {sku: "A-1"} column price`.
+    pub fn summary(&self) -> String {
+        let key = key_text(&self.key);
+        match self.kind {
+            "only_in" => format!("only in {}: {key}", self.only_in.as_deref().unwrap_or("?")),
+            "differs" => {
+                let names: Vec<String> = self
+                    .columns
+                    .iter()
+                    .filter_map(|c| c.column.values().next().map(plain))
+                    .collect();
+                format!("differs: {key} column {}", names.join(", "))
+            }
+            _ => format!("cannot cross: {key}"),
+        }
+    }
 }
 
 fn key_text(key: &Map<String, J>) -> String {
