@@ -43,19 +43,40 @@ impl FromStr for Lsn {
 /// A replicated-transaction state.
 ///
 /// MariaDB keeps one `server-seq` per replication domain (`0-1-42,1-7-3`); MySQL keeps, per
-/// source server UUID, the set of transaction numbers executed (`uuid:1-5:7`).
+/// source server UUID, the set of transaction numbers executed (`uuid:1-5:7`, MySQL's own
+/// text form as `@@gtid_executed` and `Executed_Gtid_Set` print it).
+///
+/// The two flavours never compare with each other, with one exception: the *empty* state
+/// ("nothing executed yet") is the same in both, and its text form (`""`) cannot say which
+/// flavour it was, so an empty set compares as the bottom of either flavour.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum GtidSet {
     /// domain id → (server id, sequence number) of the last transaction in that domain.
     MariaDb(BTreeMap<u32, (u32, u64)>),
-    /// server uuid → sorted, disjoint, inclusive intervals of transaction numbers.
+    /// server uuid (lowercase, hyphenated) → sorted, disjoint, non-adjacent, inclusive
+    /// intervals of transaction numbers (≥ 1).
     MySql(BTreeMap<String, Vec<(u64, u64)>>),
 }
+
+const MYSQL_SET_EXPECTED: &str = "a MySQL GTID set like 3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7";
 
 impl GtidSet {
     /// An empty MariaDB state.
     pub fn mariadb() -> Self {
         GtidSet::MariaDb(BTreeMap::new())
+    }
+
+    /// An empty MySQL GTID set.
+    pub fn mysql() -> Self {
+        GtidSet::MySql(BTreeMap::new())
+    }
+
+    /// Nothing executed (either flavour).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            GtidSet::MariaDb(m) => m.is_empty(),
+            GtidSet::MySql(m) => m.values().all(Vec::is_empty),
+        }
     }
 
     /// Record one MariaDB GTID (`domain-server-seq`) as executed.
@@ -65,73 +86,136 @@ impl GtidSet {
         server: u32,
         seq: u64,
     ) -> Result<(), PositionError> {
-        match self {
-            GtidSet::MariaDb(m) => {
-                m.insert(domain, (server, seq));
-                Ok(())
+        if let GtidSet::MySql(m) = self {
+            if !m.is_empty() {
+                return Err(PositionError::Incomparable {
+                    left: "a MySQL GTID set".into(),
+                    right: "a MariaDB GTID".into(),
+                });
             }
-            GtidSet::MySql(_) => Err(PositionError::Incomparable {
-                left: "a MySQL GTID set".into(),
-                right: "a MariaDB GTID".into(),
-            }),
+            *self = GtidSet::mariadb();
         }
+        if let GtidSet::MariaDb(m) = self {
+            m.insert(domain, (server, seq));
+        }
+        Ok(())
     }
 
-    /// Record one MySQL GTID (`uuid:n`) as executed.
+    /// Record one MySQL GTID (`uuid:n`) as executed. `uuid` is the lowercase hyphenated
+    /// form (what [`GtidSet::parse_mysql`] normalises to). Adding the next number of the
+    /// last interval, the case of every commit, allocates nothing.
     pub fn record_mysql(&mut self, uuid: &str, n: u64) -> Result<(), PositionError> {
-        match self {
-            GtidSet::MySql(m) => {
-                let ranges = m.entry(uuid.to_ascii_lowercase()).or_default();
+        if n == 0 {
+            return Err(PositionError::Parse {
+                text: format!("{uuid}:0"),
+                expected: "a MySQL transaction number of 1 or more",
+            });
+        }
+        if let GtidSet::MariaDb(m) = self {
+            if !m.is_empty() {
+                return Err(PositionError::Incomparable {
+                    left: "a MariaDB GTID state".into(),
+                    right: "a MySQL GTID".into(),
+                });
+            }
+            *self = GtidSet::mysql();
+        }
+        let GtidSet::MySql(m) = self else {
+            return Ok(());
+        };
+        let ranges = match m.get_mut(uuid) {
+            Some(r) => r,
+            None => m.entry(uuid.to_ascii_lowercase()).or_default(),
+        };
+        match ranges.last_mut() {
+            Some(last) if last.1.checked_add(1) == Some(n) => last.1 = n,
+            Some(last) if last.0 <= n && n <= last.1 => {}
+            _ => {
                 ranges.push((n, n));
                 normalize_ranges(ranges);
+            }
+        }
+        Ok(())
+    }
+
+    /// Add the MySQL GTIDs `uuid:first` to `uuid:last` (inclusive) to the set.
+    pub fn add_mysql_interval(
+        &mut self,
+        uuid: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<(), PositionError> {
+        if first == 0 || first > last {
+            return Err(PositionError::Parse {
+                text: format!("{uuid}:{first}-{last}"),
+                expected: "ascending GTID intervals of numbers from 1",
+            });
+        }
+        self.record_mysql(uuid, first)?;
+        if let GtidSet::MySql(m) = self {
+            if let Some(ranges) = m.get_mut(uuid) {
+                ranges.push((first, last));
+                normalize_ranges(ranges);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether MySQL GTID `uuid:n` is in the set (false for a MariaDB state).
+    pub fn contains_mysql(&self, uuid: &str, n: u64) -> bool {
+        match self {
+            GtidSet::MySql(m) => m
+                .get(uuid)
+                .is_some_and(|r| r.iter().any(|&(a, b)| a <= n && n <= b)),
+            GtidSet::MariaDb(_) => false,
+        }
+    }
+
+    /// Add every GTID of `other` (MySQL: set union; MariaDB: per domain, the later one).
+    /// Fails for two non-empty states of different flavours.
+    pub fn union(&mut self, other: &GtidSet) -> Result<(), PositionError> {
+        if other.is_empty() {
+            return Ok(());
+        }
+        if self.is_empty() {
+            *self = other.clone();
+            return Ok(());
+        }
+        match (&mut *self, other) {
+            (GtidSet::MySql(a), GtidSet::MySql(b)) => {
+                for (uuid, ranges) in b {
+                    let mine = a.entry(uuid.clone()).or_default();
+                    mine.extend_from_slice(ranges);
+                    normalize_ranges(mine);
+                }
                 Ok(())
             }
-            GtidSet::MariaDb(_) => Err(PositionError::Incomparable {
-                left: "a MariaDB GTID state".into(),
-                right: "a MySQL GTID".into(),
+            (GtidSet::MariaDb(a), GtidSet::MariaDb(b)) => {
+                for (&d, &(srv, seq)) in b {
+                    if a.get(&d).is_none_or(|&(_, mine)| mine < seq) {
+                        a.insert(d, (srv, seq));
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(PositionError::Incomparable {
+                left: self.to_string(),
+                right: other.to_string(),
             }),
         }
     }
 
-    /// Parse either flavour; MariaDB's when every element is `d-s-n`, MySQL's otherwise.
+    /// Parse either flavour: MySQL's when the text holds a `:`, MariaDB's otherwise (the
+    /// empty text is the empty state, which serves either flavour).
     pub fn parse(s: &str) -> Result<Self, PositionError> {
+        if s.contains(':') {
+            return GtidSet::parse_mysql(s);
+        }
         let s = s.trim();
         let bad = |expected| PositionError::Parse {
             text: s.to_owned(),
             expected,
         };
-        if s.is_empty() {
-            return Ok(GtidSet::mariadb());
-        }
-        if s.contains(':') {
-            let mut m: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-            for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let mut it = part.split(':');
-                let uuid = it
-                    .next()
-                    .ok_or_else(|| bad("uuid:interval"))?
-                    .to_ascii_lowercase();
-                let ranges = m.entry(uuid).or_default();
-                for iv in it {
-                    let (a, b) = match iv.split_once('-') {
-                        Some((a, b)) => (a, b),
-                        None => (iv, iv),
-                    };
-                    let a = a
-                        .parse()
-                        .map_err(|_| bad("a MySQL GTID set like uuid:1-5"))?;
-                    let b = b
-                        .parse()
-                        .map_err(|_| bad("a MySQL GTID set like uuid:1-5"))?;
-                    if a > b {
-                        return Err(bad("ascending GTID intervals"));
-                    }
-                    ranges.push((a, b));
-                }
-                normalize_ranges(ranges);
-            }
-            return Ok(GtidSet::MySql(m));
-        }
         let mut m = BTreeMap::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let mut it = part.splitn(3, '-');
@@ -148,11 +232,62 @@ impl GtidSet {
         Ok(GtidSet::MariaDb(m))
     }
 
+    /// Parse MySQL's text form (`uuid:1-5:7,uuid2:3`, whitespace and newlines after commas
+    /// allowed, as `SHOW MASTER STATUS` prints them; `""` is the empty set). UUIDs are
+    /// normalised to lowercase hyphenated form. Tagged GTIDs (MySQL 8.4's `uuid:tag:1-5`)
+    /// are refused: tandem does not track them.
+    pub fn parse_mysql(s: &str) -> Result<Self, PositionError> {
+        let s = s.trim();
+        let bad = |expected| PositionError::Parse {
+            text: s.to_owned(),
+            expected,
+        };
+        let mut m: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut it = part.split(':');
+            let uuid = it.next().unwrap_or_default().trim();
+            let uuid = uuid::Uuid::parse_str(uuid)
+                .map_err(|_| bad(MYSQL_SET_EXPECTED))?
+                .hyphenated()
+                .to_string();
+            let ranges = m.entry(uuid).or_default();
+            let mut any = false;
+            for iv in it {
+                any = true;
+                let iv = iv.trim();
+                if iv.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                    return Err(bad(
+                        "an untagged MySQL GTID set (tagged GTIDs are not supported)",
+                    ));
+                }
+                let (a, b) = iv.split_once('-').unwrap_or((iv, iv));
+                let a: u64 = a.parse().map_err(|_| bad(MYSQL_SET_EXPECTED))?;
+                let b: u64 = b.parse().map_err(|_| bad(MYSQL_SET_EXPECTED))?;
+                if a == 0 || a > b {
+                    return Err(bad("ascending GTID intervals of numbers from 1"));
+                }
+                ranges.push((a, b));
+            }
+            if !any {
+                return Err(bad(MYSQL_SET_EXPECTED));
+            }
+            normalize_ranges(ranges);
+        }
+        Ok(GtidSet::MySql(m))
+    }
+
     fn try_cmp(&self, other: &Self) -> Result<Ordering, PositionError> {
         let incomparable = || PositionError::Incomparable {
             left: self.to_string(),
             right: other.to_string(),
         };
+        // The empty state is the bottom of both flavours (see the type's docs).
+        match (self.is_empty(), other.is_empty()) {
+            (true, true) => return Ok(Ordering::Equal),
+            (true, false) => return Ok(Ordering::Less),
+            (false, true) => return Ok(Ordering::Greater),
+            (false, false) => {}
+        }
         let (mut less, mut greater) = (false, false);
         match (self, other) {
             (GtidSet::MariaDb(a), GtidSet::MariaDb(b)) => {
@@ -188,7 +323,7 @@ impl GtidSet {
 }
 
 /// Stored as its usual text form (`0-1-42,1-2-7` or `uuid:1-5`), which DBAs can read in
-/// the checkpoint table and paste into `@slave_connect_state`.
+/// the checkpoint table and paste into `@slave_connect_state` or `gtid_purged`.
 impl Serialize for GtidSet {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_string())
@@ -202,6 +337,7 @@ impl<'de> Deserialize<'de> for GtidSet {
     }
 }
 
+/// Sort and merge overlapping or adjacent intervals.
 fn normalize_ranges(r: &mut Vec<(u64, u64)>) {
     r.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::with_capacity(r.len());
@@ -214,6 +350,8 @@ fn normalize_ranges(r: &mut Vec<(u64, u64)>) {
     *r = out;
 }
 
+/// Every interval of `a` lies inside one of `b`'s (both normalised, so merged intervals
+/// cover maximal runs and one containing interval suffices).
 fn is_subset(a: &BTreeMap<String, Vec<(u64, u64)>>, b: &BTreeMap<String, Vec<(u64, u64)>>) -> bool {
     a.iter().all(|(uuid, ranges)| {
         let other = b.get(uuid).map(Vec::as_slice).unwrap_or(&[]);
@@ -227,28 +365,31 @@ impl fmt::Display for GtidSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GtidSet::MariaDb(m) => {
-                let parts: Vec<String> =
-                    m.iter().map(|(d, (s, n))| format!("{d}-{s}-{n}")).collect();
-                f.write_str(&parts.join(","))
+                for (i, (d, (s, n))) in m.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{d}-{s}-{n}")?;
+                }
+                Ok(())
             }
             GtidSet::MySql(m) => {
-                let parts: Vec<String> = m
-                    .iter()
-                    .map(|(u, rs)| {
-                        let ivs: Vec<String> = rs
-                            .iter()
-                            .map(|&(a, b)| {
-                                if a == b {
-                                    a.to_string()
-                                } else {
-                                    format!("{a}-{b}")
-                                }
-                            })
-                            .collect();
-                        format!("{u}:{}", ivs.join(":"))
-                    })
-                    .collect();
-                f.write_str(&parts.join(","))
+                let mut first = true;
+                for (u, rs) in m.iter().filter(|(_, rs)| !rs.is_empty()) {
+                    if !first {
+                        f.write_str(",")?;
+                    }
+                    first = false;
+                    f.write_str(u)?;
+                    for &(a, b) in rs {
+                        if a == b {
+                            write!(f, ":{a}")?;
+                        } else {
+                            write!(f, ":{a}-{b}")?;
+                        }
+                    }
+                }
+                Ok(())
             }
         }
     }
@@ -419,6 +560,100 @@ mod tests {
         assert_eq!(a.try_cmp(&b).unwrap(), Ordering::Less);
         let c = GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:9").unwrap();
         assert!(b.try_cmp(&c).is_err());
+    }
+
+    const U1: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    const U2: &str = "b7a2c2f4-0000-11ef-8000-0242ac130004";
+
+    #[test]
+    fn mysql_text_form_is_mysqls() {
+        // SHOW MASTER STATUS breaks Executed_Gtid_Set after each comma.
+        let s = GtidSet::parse(&format!("{U2}:3-4:1,\n{U1}:1-3:5:4")).unwrap();
+        assert_eq!(s.to_string(), format!("{U1}:1-5,{U2}:1:3-4"));
+        assert!(s.contains_mysql(U2, 4) && !s.contains_mysql(U2, 2));
+        for bad in [
+            "not-a-uuid:1-5",
+            &format!("{U1}:0-3"),
+            &format!("{U1}:5-3"),
+            U1,
+            &format!("{U1}:tag:1-3"),
+            &format!("{U1}:1-x"),
+        ] {
+            assert!(GtidSet::parse(bad).is_err(), "{bad}");
+        }
+        assert!(GtidSet::parse_mysql("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_empty_state_is_the_bottom_of_either_flavour() {
+        let empty = GtidSet::parse("").unwrap();
+        let my = GtidSet::parse(&format!("{U1}:1")).unwrap();
+        let maria = GtidSet::parse("0-1-1").unwrap();
+        assert_eq!(empty.try_cmp(&my).unwrap(), Ordering::Less);
+        assert_eq!(maria.try_cmp(&GtidSet::mysql()).unwrap(), Ordering::Greater);
+        assert!(my.try_cmp(&maria).is_err());
+        let mut e = GtidSet::mariadb();
+        e.record_mysql(U1, 1).unwrap();
+        assert_eq!(e, my);
+        assert!(e.record_mariadb(0, 1, 2).is_err());
+        assert!(e.clone().union(&maria).is_err());
+    }
+
+    fn model_set(gtids: &[(usize, u64)]) -> (GtidSet, std::collections::BTreeSet<(usize, u64)>) {
+        let mut set = GtidSet::mysql();
+        for &(u, n) in gtids {
+            set.record_mysql([U1, U2][u], n).unwrap();
+        }
+        (set, gtids.iter().copied().collect())
+    }
+
+    fn normalised(set: &GtidSet) -> bool {
+        let GtidSet::MySql(m) = set else { return false };
+        m.values().all(|r| {
+            r.iter().all(|&(a, b)| 1 <= a && a <= b)
+                && r.windows(2).all(|w| w[0].1.saturating_add(1) < w[1].0)
+        })
+    }
+
+    proptest::proptest! {
+        /// A MySQL set behaves as the set of GTIDs recorded in it, whatever the order.
+        #[test]
+        fn mysql_sets_are_sets(
+            a in proptest::collection::vec((0usize..2, 1u64..60), 0..80),
+            b in proptest::collection::vec((0usize..2, 1u64..60), 0..80),
+        ) {
+            let (sa, ma) = model_set(&a);
+            let (sb, mb) = model_set(&b);
+            proptest::prop_assert!(normalised(&sa));
+            for u in 0..2 {
+                for n in 0..62 {
+                    proptest::prop_assert_eq!(sa.contains_mysql([U1, U2][u], n), ma.contains(&(u, n)));
+                }
+            }
+            // Text round trip (the empty text is the empty state of either flavour).
+            if !sa.is_empty() {
+                proptest::prop_assert_eq!(&GtidSet::parse(&sa.to_string()).unwrap(), &sa);
+            }
+            // Union is recording both, in any order.
+            let mut u = sa.clone();
+            u.union(&sb).unwrap();
+            let mut all = a.clone();
+            all.extend(b.iter().copied());
+            proptest::prop_assert_eq!(&u, &model_set(&all).0);
+            let mut u2 = sb.clone();
+            u2.union(&sa).unwrap();
+            proptest::prop_assert_eq!(&u, &u2);
+            proptest::prop_assert!(normalised(&u));
+            // Ordering is inclusion; sets neither side of the other refuse to compare.
+            let expected = match (ma.is_subset(&mb), mb.is_subset(&ma)) {
+                (true, true) => Some(Ordering::Equal),
+                (true, false) => Some(Ordering::Less),
+                (false, true) => Some(Ordering::Greater),
+                (false, false) => None,
+            };
+            proptest::prop_assert_eq!(sa.try_cmp(&sb).ok(), expected);
+            proptest::prop_assert_eq!(sa.try_cmp(&u).ok(), Some(if ma.is_superset(&mb) { Ordering::Equal } else { Ordering::Less }));
+        }
     }
 
     #[test]

@@ -143,6 +143,16 @@ impl MySqlCatalog {
         })
     }
 
+    /// A catalog of a database with no tables (unit tests of the checks).
+    #[cfg(test)]
+    pub(crate) fn empty(database: &str) -> MySqlCatalog {
+        MySqlCatalog {
+            database: database.to_owned(),
+            tables: BTreeMap::new(),
+            engines: BTreeMap::new(),
+        }
+    }
+
     /// The storage engine of a table (`InnoDB`, `MyISAM`, …).
     pub fn engine(&self, table: &str) -> Option<&str> {
         self.engines.get(table).map(String::as_str)

@@ -10,8 +10,10 @@
 //! - `server_id`: 0 disables the binlog for replication, and tandem's reader must present
 //!   an id different from the server's own.
 //! - privileges: `REPLICATION SLAVE` to stream, `BINLOG MONITOR` (MariaDB) /
-//!   `REPLICATION CLIENT` (MySQL) to read binlog positions, DML on the mapped tables, and
-//!   `CREATE` for tandem's own tables (unless they already exist).
+//!   `REPLICATION CLIENT` (MySQL) to read binlog positions, DML on the mapped tables,
+//!   `CREATE` for tandem's own tables (unless they already exist), and on MySQL `RELOAD`
+//!   for the initial snapshot's short global read lock (MySQL has no lock-free way to tie a
+//!   snapshot to a binlog position; see [`crate::snapshot`]).
 //! - tables: they exist, have a key rows can be matched by, and are transactional (InnoDB),
 //!   because exactly-once rests on the checkpoint committing with the rows.
 //!
@@ -288,6 +290,19 @@ pub fn privileges(
             format!("GRANT {monitor} ON *.* TO {user};"),
         )
     });
+    if !mariadb {
+        out.push(if global("RELOAD") {
+            CheckResult::pass("privilege RELOAD", "granted on *.*")
+        } else {
+            CheckResult::fail(
+                "privilege RELOAD",
+                "not granted: the initial snapshot cannot take its short global read lock \
+                 (FLUSH TABLES WITH READ LOCK), which MySQL needs to give the snapshot's binlog \
+                 position",
+                format!("GRANT RELOAD ON *.* TO {user};"),
+            )
+        });
+    }
     for t in tables {
         let missing: Vec<&str> = ["SELECT", "INSERT", "UPDATE", "DELETE"]
             .into_iter()
@@ -415,5 +430,28 @@ mod tests {
         assert!(g.has("CREATE", "retail", "*"));
         let all = grants(&["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"]);
         assert!(all.has("DELETE", "x", "y") && all.has("REPLICATION SLAVE", "*", "*"));
+    }
+
+    fn names(results: &[CheckResult]) -> Vec<(&str, bool)> {
+        results.iter().map(|r| (r.name.as_str(), r.ok)).collect()
+    }
+
+    #[test]
+    fn mysql_needs_reload_for_the_snapshot_lock_and_mariadb_does_not() {
+        let catalog = MySqlCatalog::empty("retail");
+        let without = grants(&["GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO `t`@`%`"]);
+        let mysql = privileges(&without, false, "retail", &[], &catalog, "'t'@'%'");
+        assert!(
+            names(&mysql).contains(&("privilege RELOAD", false)),
+            "{mysql:?}"
+        );
+        let fix = mysql.iter().find(|r| r.name == "privilege RELOAD").unwrap();
+        assert_eq!(fix.fix.as_deref(), Some("GRANT RELOAD ON *.* TO 't'@'%';"));
+        let with =
+            grants(&["GRANT RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO `t`@`%`"]);
+        let mysql = privileges(&with, false, "retail", &[], &catalog, "'t'@'%'");
+        assert!(names(&mysql).contains(&("privilege RELOAD", true)));
+        let maria = privileges(&without, true, "retail", &[], &catalog, "'t'@'%'");
+        assert!(!maria.iter().any(|r| r.name == "privilege RELOAD"));
     }
 }

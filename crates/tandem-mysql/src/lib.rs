@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod checks;
 pub mod connect;
 pub mod ddl;
+pub mod flavor;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

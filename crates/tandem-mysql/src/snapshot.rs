@@ -1,12 +1,27 @@
 //! A consistent snapshot of tables, and the exact binlog position to stream from after it.
 //!
-//! No global lock: `START TRANSACTION WITH CONSISTENT SNAPSHOT` opens an InnoDB read view
-//! and, in the same instant, MariaDB records the binlog position of that view in the
-//! session status `binlog_snapshot_file`/`binlog_snapshot_position`; `BINLOG_GTID_POS`
-//! turns it into the GTID state. Everything read inside the transaction is exactly the
-//! database at that position, so streaming from it neither misses nor repeats a change.
-//! (`SHOW MASTER STATUS` inside the transaction reports the *live* position and was wrong
-//! in 26 of 60 trials under concurrent writes — see `shared/notes/mariadb-binlog.md`.)
+//! Two ways to tie the read view to a binlog position ([`SnapshotMethod`]):
+//!
+//! - **MariaDB, no lock** ([`SnapshotMethod::SnapshotStatus`]): `START TRANSACTION WITH
+//!   CONSISTENT SNAPSHOT` opens an InnoDB read view and, in the same instant, MariaDB
+//!   records the binlog position of that view in the session status
+//!   `binlog_snapshot_file`/`binlog_snapshot_position`; `BINLOG_GTID_POS` turns it into the
+//!   GTID state. (`SHOW MASTER STATUS` inside the transaction reports the *live* position
+//!   and was wrong in 26 of 60 trials under concurrent writes — see
+//!   `shared/notes/mariadb-binlog.md`.)
+//! - **MySQL, a short global read lock** ([`SnapshotMethod::GlobalReadLock`]), the method
+//!   `mysqldump --single-transaction --source-data` uses: MySQL has no snapshot status, so
+//!   `FLUSH TABLES WITH READ LOCK` stops every commit, the read view opens and the binlog
+//!   position (with MySQL's `Executed_Gtid_Set`) is read while nothing can commit, then
+//!   `UNLOCK TABLES`. The lock lasts three statements, but `FLUSH TABLES WITH READ LOCK`
+//!   waits for running statements and blocks writers while it waits, so it gives up after
+//!   [`READ_LOCK_WAIT_SECS`] (a transient error: tried again later). It needs the `RELOAD`
+//!   privilege. (`LOCK INSTANCE FOR BACKUP`, which needs only `BACKUP_ADMIN`, does not
+//!   stop DML, so it cannot pin a position on its own.) MariaDB supports the same
+//!   statements, which is how the tests exercise this path.
+//!
+//! Either way, everything read inside the transaction is exactly the database at that
+//! position, so streaming from it neither misses nor repeats a change.
 //!
 //! Tables are read in primary-key order in chunks (keyset pagination: `WHERE (k) > (last)
 //! ORDER BY k LIMIT n`), so memory is one chunk and a copy can resume after the last key
@@ -23,10 +38,26 @@ use tandem_core::{ColumnSchema, GtidSet, Position, Row, TableId, TableSchema, Va
 use crate::binlog::catalog_cache::load_table_columns;
 use crate::binlog::schema::CatalogColumn;
 use crate::connect::classify;
+use crate::flavor::ServerFlavor;
 use crate::types::{from_mysql_value, to_mysql_value};
 
 /// Default rows per chunk.
 pub const DEFAULT_CHUNK_ROWS: usize = 5_000;
+
+/// Longest wait for `FLUSH TABLES WITH READ LOCK` (writers queue behind it meanwhile).
+pub const READ_LOCK_WAIT_SECS: u32 = 10;
+
+/// How a snapshot learns its binlog position (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SnapshotMethod {
+    /// MariaDB: [`SnapshotMethod::SnapshotStatus`]; MySQL: [`SnapshotMethod::GlobalReadLock`].
+    #[default]
+    Auto,
+    /// `binlog_snapshot_file/position`, no lock (MariaDB only).
+    SnapshotStatus,
+    /// A short `FLUSH TABLES WITH READ LOCK` (needs `RELOAD`).
+    GlobalReadLock,
+}
 
 /// An open snapshot transaction.
 pub struct Snapshot {
@@ -60,55 +91,35 @@ fn quote(ident: &str) -> String {
 }
 
 impl Snapshot {
-    /// Open the snapshot on `conn` (a session from [`crate::connect::connect`]).
-    pub async fn begin(mut conn: Conn) -> Result<Snapshot, StageError> {
+    /// Open the snapshot on `conn` (a session from [`crate::connect::connect`]), the way
+    /// the server supports best.
+    pub async fn begin(conn: Conn) -> Result<Snapshot, StageError> {
+        Snapshot::begin_with(conn, SnapshotMethod::Auto).await
+    }
+
+    /// Open the snapshot with a chosen [`SnapshotMethod`].
+    pub async fn begin_with(
+        mut conn: Conn,
+        method: SnapshotMethod,
+    ) -> Result<Snapshot, StageError> {
+        let flavor = ServerFlavor::detect(&mut conn).await?;
         conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .await
             .map_err(|e| classify("Setting the snapshot isolation level", e))?;
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            .await
-            .map_err(|e| classify("Starting the consistent snapshot", e))?;
-        let status: Vec<(String, String)> = conn
-            .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-            .await
-            .map_err(|e| classify("Reading the snapshot's binlog position", e))?;
-        let get = |name: &str| {
-            status
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
-        let (Some(file), Some(pos)) =
-            (get("binlog_snapshot_file"), get("binlog_snapshot_position"))
-        else {
-            return Err(StageError::definite(
-                "The server reports no binlog_snapshot_file/position",
-                "tandem's snapshot needs MariaDB with the binlog enabled (log_bin)",
-            ));
-        };
-        let pos: u64 = pos.parse().map_err(|_| {
-            StageError::definite(
-                format!("binlog_snapshot_position {pos:?} is not a number"),
-                "report this as a tandem bug",
-            )
-        })?;
-        if file.is_empty() {
-            return Err(StageError::definite(
-                "The server writes no binlog, so changes after the snapshot cannot be streamed",
-                "enable the binlog: log_bin, binlog_format=ROW",
-            ));
-        }
-        let gtid: Option<String> = conn
-            .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), pos))
-            .await
-            .map_err(|e| classify("Reading BINLOG_GTID_POS", e))?;
-        let position = match gtid.map(|g| GtidSet::parse(&g)) {
-            Some(Ok(gtid)) => Position::MySqlGtid {
-                gtid,
-                file: Some(file),
-                pos: Some(pos),
-            },
-            _ => Position::MySqlFile { file, pos },
+        let position = match (method, flavor) {
+            (SnapshotMethod::SnapshotStatus, ServerFlavor::MySql { .. }) => {
+                return Err(StageError::definite(
+                    "MySQL reports no binlog_snapshot_file/position",
+                    "use the global read lock snapshot method on MySQL",
+                ))
+            }
+            (SnapshotMethod::Auto | SnapshotMethod::SnapshotStatus, ServerFlavor::MariaDb) => {
+                start_snapshot(&mut conn).await?;
+                snapshot_status_position(&mut conn).await?
+            }
+            (SnapshotMethod::Auto | SnapshotMethod::GlobalReadLock, _) => {
+                read_lock_position(&mut conn, flavor).await?
+            }
         };
         Ok(Snapshot { conn, position })
     }
@@ -248,6 +259,168 @@ impl Snapshot {
             .map_err(|e| classify("Ending the snapshot", e))?;
         Ok(self.conn)
     }
+}
+
+async fn start_snapshot(conn: &mut Conn) -> Result<(), StageError> {
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await
+        .map_err(|e| classify("Starting the consistent snapshot", e))
+}
+
+/// MariaDB's lock-free position of the transaction's read view.
+async fn snapshot_status_position(conn: &mut Conn) -> Result<Position, StageError> {
+    let status: Vec<(String, String)> = conn
+        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+        .await
+        .map_err(|e| classify("Reading the snapshot's binlog position", e))?;
+    let get = |name: &str| {
+        status
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(file), Some(pos)) = (get("binlog_snapshot_file"), get("binlog_snapshot_position"))
+    else {
+        return Err(StageError::definite(
+            "The server reports no binlog_snapshot_file/position",
+            "tandem's snapshot needs MariaDB with the binlog enabled (log_bin)",
+        ));
+    };
+    let pos: u64 = pos.parse().map_err(|_| {
+        StageError::definite(
+            format!("binlog_snapshot_position {pos:?} is not a number"),
+            "report this as a tandem bug",
+        )
+    })?;
+    mariadb_position(conn, file, pos).await
+}
+
+/// The MariaDB GTID state at `file:pos`, with the file position.
+async fn mariadb_position(conn: &mut Conn, file: String, pos: u64) -> Result<Position, StageError> {
+    if file.is_empty() {
+        return Err(no_binlog());
+    }
+    let gtid: Option<String> = conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), pos))
+        .await
+        .map_err(|e| classify("Reading BINLOG_GTID_POS", e))?;
+    Ok(match gtid.map(|g| GtidSet::parse(&g)) {
+        Some(Ok(gtid)) => Position::MySqlGtid {
+            gtid,
+            file: Some(file),
+            pos: Some(pos),
+        },
+        _ => Position::MySqlFile { file, pos },
+    })
+}
+
+fn no_binlog() -> StageError {
+    StageError::definite(
+        "The server writes no binlog, so changes after the snapshot cannot be streamed",
+        "enable the binlog: log_bin, binlog_format=ROW",
+    )
+}
+
+/// Open the read view under a short global read lock and read the position meanwhile.
+/// The lock is released on every path (and with the connection, should this fail).
+async fn read_lock_position(conn: &mut Conn, flavor: ServerFlavor) -> Result<Position, StageError> {
+    conn.query_drop(format!(
+        "SET SESSION lock_wait_timeout = {READ_LOCK_WAIT_SECS}"
+    ))
+    .await
+    .map_err(|e| classify("Limiting the wait for the snapshot lock", e))?;
+    conn.query_drop("FLUSH TABLES WITH READ LOCK")
+        .await
+        .map_err(|e| match &e {
+            mysql_async::Error::Server(s) if s.code == 1227 || s.code == 1045 => {
+                StageError::definite_from(
+                    "Taking the snapshot's short global read lock (FLUSH TABLES WITH READ LOCK) was refused",
+                    "GRANT RELOAD ON *.* TO tandem's user: MySQL gives a snapshot's binlog position only under this lock",
+                    e,
+                )
+            }
+            _ => classify("Taking the snapshot's short global read lock", e),
+        })?;
+    let locked = async {
+        start_snapshot(conn).await?;
+        binlog_status(conn, flavor).await
+    }
+    .await;
+    let unlocked = conn
+        .query_drop("UNLOCK TABLES")
+        .await
+        .map_err(|e| classify("Releasing the snapshot's global read lock", e));
+    let (file, pos, executed) = locked?;
+    unlocked?;
+    conn.query_drop("SET SESSION lock_wait_timeout = @@global.lock_wait_timeout")
+        .await
+        .map_err(|e| classify("Restoring lock_wait_timeout", e))?;
+    if flavor.is_mariadb() {
+        return mariadb_position(conn, file, pos).await;
+    }
+    if file.is_empty() {
+        return Err(no_binlog());
+    }
+    let gtid_mode: Option<String> = conn
+        .query_first("SELECT @@global.gtid_mode")
+        .await
+        .map_err(|e| classify("Reading gtid_mode", e))?;
+    // Only with gtid_mode=ON is every transaction in the set; in the transitional modes
+    // anonymous transactions would be sent again after a resume by GTID set.
+    if !gtid_mode.is_some_and(|m| m.eq_ignore_ascii_case("ON")) {
+        return Ok(Position::MySqlFile { file, pos });
+    }
+    let gtid = GtidSet::parse_mysql(&executed.unwrap_or_default()).map_err(|e| {
+        StageError::definite_from(
+            "The server's Executed_Gtid_Set could not be read",
+            "report this as a tandem bug with the server's SHOW MASTER STATUS",
+            e,
+        )
+    })?;
+    Ok(Position::MySqlGtid {
+        gtid,
+        file: Some(file),
+        pos: Some(pos),
+    })
+}
+
+/// File, position and (MySQL) executed GTID set from `SHOW MASTER STATUS` /
+/// `SHOW BINARY LOG STATUS`.
+async fn binlog_status(
+    conn: &mut Conn,
+    flavor: ServerFlavor,
+) -> Result<(String, u64, Option<String>), StageError> {
+    let sql = flavor.binlog_status_sql();
+    let row: Option<MyRow> = conn
+        .query_first(sql)
+        .await
+        .map_err(|e| classify(format!("Reading {sql}"), e))?;
+    let Some(row) = row else {
+        return Err(no_binlog());
+    };
+    let column = |name: &str| {
+        row.columns_ref()
+            .iter()
+            .position(|c| c.name_str().eq_ignore_ascii_case(name))
+    };
+    let text = |i: Option<usize>| -> Option<String> {
+        match row.as_ref(i?)? {
+            mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            mysql_async::Value::Int(n) => Some(n.to_string()),
+            mysql_async::Value::UInt(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let file = text(column("File")).unwrap_or_default();
+    let pos = text(column("Position"))
+        .and_then(|p| p.parse::<u64>().ok())
+        .ok_or_else(|| {
+            StageError::definite(
+                format!("{sql} shows no numeric Position"),
+                "report this as a tandem bug with the statement's output",
+            )
+        })?;
+    Ok((file, pos, text(column("Executed_Gtid_Set"))))
 }
 
 /// The schema of a table as the catalog describes it (same as the stream's when they agree).

@@ -20,6 +20,14 @@
 //! that `Commit` and `Progress` positions resume exactly after what was read. Resuming
 //! sends the whole state as `@slave_connect_state`.
 //!
+//! On MySQL ([`crate::flavor`]) the state is the executed GTID set (`uuid:1-5,…`), grown
+//! by every GTID event's `uuid:gno` at the end of its transaction (dropped ones too) and by
+//! each file's PREVIOUS_GTIDS; resuming sends the set with `COM_BINLOG_DUMP_GTID`, and the
+//! server skips every transaction in it. An empty set (no GTID ever executed when the
+//! snapshot was taken) resumes from the file/offset recorded with it instead, which on a
+//! server with GTIDs off is the whole story (MySQL opens each transaction with an
+//! ANONYMOUS_GTID event then).
+//!
 //! Loop prevention (design invariant 2): a transaction is dropped when
 //! - its events carry `LOG_EVENT_SKIP_REPLICATION_F` (0x8000), written by a session with
 //!   `skip_replication=1` — checked client-side always; optionally also filtered by the
@@ -43,6 +51,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Row};
+use mysql_common::packets::{GnoInterval, Sid};
 use tandem_core::change::{TxBegin, TxCommit};
 use tandem_core::config::{EndpointConfig, Secret};
 use tandem_core::error::StageError;
@@ -52,12 +61,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::binlog::catalog_cache::CatalogCache;
-use crate::binlog::events::{self, MariaGtid, Query, QueryKind, Rotate};
+use crate::binlog::events::{self, MariaGtid, MySqlGtid, Query, QueryKind, Rotate};
 use crate::binlog::rows::RowsEvent;
 use crate::binlog::schema::TableDecoder;
 use crate::binlog::table_map::TableMap;
 use crate::binlog::{event_type as et, BinlogError, EventHeader};
 use crate::connect::{classify, connect};
+use crate::flavor::ServerFlavor;
 
 /// Default interval of server heartbeats on an idle stream.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
@@ -116,6 +126,7 @@ impl MySqlSource {
     ) -> Result<MySqlSource, StageError> {
         let mut dump = connect(ep, password).await?;
         let schema_conn = connect(ep, password).await?;
+        let flavor = ServerFlavor::detect(&mut dump).await?;
         let checksum: Option<String> = dump
             .query_first("SELECT @@global.binlog_checksum")
             .await
@@ -123,33 +134,89 @@ impl MySqlSource {
         let checksum_on = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
         let heartbeat_ns = opts.heartbeat.as_nanos().max(1_000_000);
         let mut setup = vec![
-            // Without it MariaDB replaces GTID events by BEGIN queries.
-            "SET @mariadb_slave_capability = 4".to_owned(),
             "SET @master_binlog_checksum = @@global.binlog_checksum".to_owned(),
             format!("SET @master_heartbeat_period = {heartbeat_ns}"),
         ];
+        if flavor.is_mariadb() {
+            // Without it MariaDB replaces GTID events by BEGIN queries.
+            setup.push("SET @mariadb_slave_capability = 4".to_owned());
+        } else {
+            // MySQL ≥ 8.0.26's names for the same two settings.
+            setup.push("SET @source_binlog_checksum = @@global.binlog_checksum".to_owned());
+            setup.push(format!("SET @source_heartbeat_period = {heartbeat_ns}"));
+        }
         if opts.server_side_skip {
+            if !flavor.is_mariadb() {
+                return Err(StageError::definite(
+                    "Server-side skip_replication filtering needs MariaDB; this server is MySQL",
+                    "use loop_prevention = \"marker\" (or \"auto\") for this endpoint",
+                ));
+            }
             setup.push("SET skip_replication = 1".to_owned());
         }
         let (mut state, request) = match from {
-            Position::MySqlGtid { gtid, file, pos } => {
+            Position::MySqlGtid { gtid, file, pos } if flavor.is_mariadb() => {
                 let text = gtid.to_string();
-                if !text
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == '-' || c == ',')
-                {
+                if !matches!(gtid, GtidSet::MariaDb(_)) && !gtid.is_empty() {
                     return Err(StageError::definite(
-                        format!("GTID state {text:?} is not a MariaDB GTID state"),
+                        format!(
+                            "GTID state {text:?} is a MySQL GTID set, and this server is MariaDB"
+                        ),
                         "resume from a MariaDB checkpoint or re-snapshot",
                     ));
                 }
                 setup.push(format!("SET @slave_connect_state = '{text}'"));
+                let gtid = if gtid.is_empty() {
+                    GtidSet::mariadb()
+                } else {
+                    gtid.clone()
+                };
                 let st = StreamState::new(
-                    Some(gtid.clone()),
+                    Some(gtid),
                     file.clone().unwrap_or_default(),
                     pos.unwrap_or(4),
                 );
                 (st, BinlogStreamRequest::new(opts.server_id))
+            }
+            Position::MySqlGtid {
+                gtid,
+                file: Some(file),
+                pos,
+            } if gtid.is_empty() => {
+                // No GTID executed before this position: the file offset says where, and
+                // the GTIDs read from here on are the whole set.
+                let pos = pos.unwrap_or(4);
+                let st = StreamState::new(Some(GtidSet::mysql()), file.clone(), pos);
+                let req = BinlogStreamRequest::new(opts.server_id)
+                    .with_filename(file.as_bytes())
+                    .with_pos(pos);
+                (st, req)
+            }
+            Position::MySqlGtid { gtid, file, pos } => {
+                let sids = match gtid {
+                    GtidSet::MySql(set) => mysql_sids(set)?,
+                    GtidSet::MariaDb(m) if m.is_empty() => Vec::new(),
+                    GtidSet::MariaDb(_) => {
+                        return Err(StageError::definite(
+                            format!("GTID state {gtid} is MariaDB's, and this server is MySQL"),
+                            "resume from a MySQL checkpoint or re-snapshot",
+                        ))
+                    }
+                };
+                let set = if gtid.is_empty() {
+                    GtidSet::mysql()
+                } else {
+                    gtid.clone()
+                };
+                let st = StreamState::new(
+                    Some(set),
+                    file.clone().unwrap_or_default(),
+                    pos.unwrap_or(4),
+                );
+                let req = BinlogStreamRequest::new(opts.server_id)
+                    .with_gtid()
+                    .with_gtid_set(sids);
+                (st, req)
             }
             Position::MySqlFile { file, pos } => {
                 let st = StreamState::new(None, file.clone(), *pos);
@@ -196,6 +263,27 @@ impl MySqlSource {
     pub fn acknowledged(&self) -> Option<&Position> {
         self.acknowledged.as_ref()
     }
+}
+
+/// A MySQL GTID set as `COM_BINLOG_DUMP_GTID` carries it (intervals end-exclusive).
+fn mysql_sids(
+    set: &std::collections::BTreeMap<String, Vec<(u64, u64)>>,
+) -> Result<Vec<Sid<'static>>, StageError> {
+    let mut out = Vec::with_capacity(set.len());
+    for (uuid, ranges) in set.iter().filter(|(_, r)| !r.is_empty()) {
+        let bytes = uuid::Uuid::parse_str(uuid).map_err(|_| {
+            StageError::definite(
+                format!("GTID set entry {uuid:?} is not a server UUID"),
+                "correct the checkpoint's GTID set or re-snapshot",
+            )
+        })?;
+        let intervals = ranges
+            .iter()
+            .map(|&(a, b)| GnoInterval::new(a, b.saturating_add(1)))
+            .collect();
+        out.push(Sid::new(*bytes.as_bytes()).with_intervals(intervals));
+    }
+    Ok(out)
 }
 
 fn dump_error(e: mysql_async::Error) -> StageError {
@@ -297,10 +385,28 @@ impl StreamState {
     }
 }
 
+/// The GTID that opened an event group.
+#[derive(Debug, Clone, Copy)]
+enum TxGtid {
+    MariaDb { domain: u32, server: u32, seq: u64 },
+    MySql(MySqlGtid),
+}
+
+impl TxGtid {
+    /// Where the transaction was first written (for [`TxBegin::origin`]).
+    fn origin(&self) -> String {
+        match self {
+            TxGtid::MariaDb { domain, server, .. } => format!("{domain}-{server}"),
+            TxGtid::MySql(g) => g.uuid_text(&mut [0u8; 36]).to_owned(),
+        }
+    }
+}
+
 /// The transaction being read.
 #[derive(Debug, Default)]
 struct OpenTx {
-    gtid: Option<(u32, u32, u64)>,
+    gtid: Option<TxGtid>,
+    /// One statement with no BEGIN/COMMIT around it (DDL): it ends with itself.
     standalone: bool,
     /// Own (skip_replication or marker) transaction: read to its end, emit nothing.
     dropped: bool,
@@ -340,7 +446,11 @@ impl From<StageError> for Stop {
 
 fn binlog_error(e: BinlogError) -> StageError {
     match e {
-        BinlogError::Compressed { .. } | BinlogError::Encrypted => StageError::definite(
+        BinlogError::Compressed { .. }
+        | BinlogError::CompressedTransaction
+        | BinlogError::PartialJson
+        | BinlogError::TaggedGtid
+        | BinlogError::Encrypted => StageError::definite(
             e.to_string(),
             "see the message for the server setting to change",
         ),
@@ -411,15 +521,37 @@ impl Reader {
         let Some(tx) = tx else {
             return self.progress(at).await;
         };
-        if let Some((domain, server, seq)) = tx.gtid {
-            let g = self.state.gtid.get_or_insert_with(GtidSet::mariadb);
-            g.record_mariadb(domain, server, seq).map_err(|e| {
-                StageError::definite_from(
-                    "Recording a MariaDB GTID",
-                    "resume from a MariaDB position",
-                    e,
-                )
-            })?;
+        match tx.gtid {
+            Some(TxGtid::MariaDb {
+                domain,
+                server,
+                seq,
+            }) => {
+                let g = self.state.gtid.get_or_insert_with(GtidSet::mariadb);
+                g.record_mariadb(domain, server, seq).map_err(|e| {
+                    StageError::definite_from(
+                        "Recording a MariaDB GTID",
+                        "resume from a MariaDB position",
+                        e,
+                    )
+                })?;
+            }
+            // Tracked only when the stream is positioned by GTID set (a file-positioned
+            // stream keeps file positions, which stay exact).
+            Some(TxGtid::MySql(g)) => {
+                if let Some(set) = self.state.gtid.as_mut() {
+                    let mut buf = [0u8; 36];
+                    set.record_mysql(g.uuid_text(&mut buf), g.gno)
+                        .map_err(|e| {
+                            StageError::definite_from(
+                                "Recording a MySQL GTID",
+                                "resume from a MySQL position",
+                                e,
+                            )
+                        })?;
+                }
+            }
+            None => {}
         }
         if tx.begun && !tx.dropped {
             let position = self.state.position();
@@ -458,11 +590,41 @@ impl Reader {
                 // A new file starts with a new FORMAT_DESCRIPTION; table ids restart.
                 self.tables.clear();
             }
-            et::HEARTBEAT if tx.is_none() => self.progress(Utc::now()).await?,
+            et::HEARTBEAT | et::MYSQL_HEARTBEAT_V2 if tx.is_none() => {
+                self.progress(Utc::now()).await?
+            }
+            et::MYSQL_GTID | et::MYSQL_ANONYMOUS_GTID => {
+                let anonymous = header.type_code == et::MYSQL_ANONYMOUS_GTID;
+                let g = MySqlGtid::parse(data, anonymous).map_err(binlog_error)?;
+                // A transaction's BEGIN clears `standalone`; DDL has none.
+                *tx = Some(OpenTx {
+                    gtid: (!anonymous).then_some(TxGtid::MySql(g)),
+                    standalone: true,
+                    dropped: false,
+                    begun: false,
+                    start_time: Some(at),
+                });
+            }
+            et::MYSQL_PREVIOUS_GTIDS => {
+                let previous = events::parse_previous_gtids(data).map_err(binlog_error)?;
+                if let Some(set) = self.state.gtid.as_mut() {
+                    set.union(&previous).map_err(|e| {
+                        StageError::definite_from(
+                            "Merging the binlog's previous GTIDs",
+                            "resume from a MySQL position",
+                            e,
+                        )
+                    })?;
+                }
+            }
             et::MARIADB_GTID => {
                 let g = MariaGtid::parse(data).map_err(binlog_error)?;
                 *tx = Some(OpenTx {
-                    gtid: Some((g.domain, header.server_id, g.seq)),
+                    gtid: Some(TxGtid::MariaDb {
+                        domain: g.domain,
+                        server: header.server_id,
+                        seq: g.seq,
+                    }),
                     standalone: g.standalone(),
                     dropped: header.skip_replication(),
                     begun: false,
@@ -484,14 +646,15 @@ impl Reader {
             et::QUERY => {
                 let q = Query::parse(data).map_err(binlog_error)?;
                 match q.kind() {
-                    QueryKind::Begin => {
-                        if tx.is_none() {
+                    QueryKind::Begin => match tx {
+                        Some(open) => open.standalone = false,
+                        None => {
                             *tx = Some(OpenTx {
                                 start_time: Some(at),
                                 ..OpenTx::default()
-                            });
+                            })
                         }
-                    }
+                    },
                     QueryKind::Commit | QueryKind::Rollback => {
                         let t = tx.take();
                         self.finish(t, at).await?;
@@ -562,7 +725,7 @@ impl Reader {
                     .map_err(binlog_error)?;
                 if !open.begun {
                     open.begun = true;
-                    let origin = open.gtid.map(|(d, s, _)| format!("{d}-{s}"));
+                    let origin = open.gtid.as_ref().map(TxGtid::origin);
                     let begin = TxBegin {
                         commit_time: open.start_time,
                         origin,
@@ -625,13 +788,15 @@ pub struct BinlogLag {
     pub server_pos: u64,
 }
 
-/// Lag of `applied` behind the server's current binlog position (`SHOW MASTER STATUS`,
-/// `SHOW BINARY LOGS`; needs BINLOG MONITOR / REPLICATION CLIENT).
+/// Lag of `applied` behind the server's current binlog position (`SHOW MASTER STATUS` or
+/// MySQL 8.4's `SHOW BINARY LOG STATUS`, `SHOW BINARY LOGS`; needs BINLOG MONITOR /
+/// REPLICATION CLIENT).
 pub async fn lag(conn: &mut Conn, applied: &Position) -> Result<BinlogLag, StageError> {
+    let sql = ServerFlavor::detect(conn).await?.binlog_status_sql();
     let status: Option<Row> = conn
-        .query_first("SHOW MASTER STATUS")
+        .query_first(sql)
         .await
-        .map_err(|e| classify("Reading SHOW MASTER STATUS", e))?;
+        .map_err(|e| classify(format!("Reading {sql}"), e))?;
     let Some(status) = status else {
         return Err(StageError::definite(
             "The server writes no binlog (SHOW MASTER STATUS is empty)",

@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
-use tandem_mysql::binlog::events::{self, MariaGtid, Query, Rotate};
+use tandem_mysql::binlog::events::{self, MariaGtid, MySqlGtid, Query, Rotate};
+use tandem_mysql::binlog::json;
 use tandem_mysql::binlog::rows::RowsEvent;
 use tandem_mysql::binlog::schema::TableDecoder;
 use tandem_mysql::binlog::table_map::{column_type as ct, TableMap};
@@ -69,6 +70,43 @@ fn rows_event(type_code_v2: bool, update: bool, n: usize, body: &[u8]) -> Vec<u8
     d
 }
 
+/// A MySQL binary JSON document: `{"a": [1, "xy", {"k": null}], "bb": 2.5}` (small
+/// containers, keys sorted by length as MySQL stores them).
+fn json_doc() -> Vec<u8> {
+    // Innermost object {"k": null}: count 1, size 12, key entry (off 11, len 1), value
+    // entry (literal null inlined), key.
+    let inner: Vec<u8> = vec![1, 0, 12, 0, 11, 0, 1, 0, 0x04, 0, 0, b'k'];
+    let inner_len = inner.len();
+    // Array [1, "xy", inner]: header 4 + 3 entries of 3 bytes = 13; "xy" at 13, inner at 16.
+    let mut arr: Vec<u8> = vec![3, 0];
+    arr.extend(u16::try_from(16 + inner_len).unwrap().to_le_bytes());
+    arr.extend([0x05, 1, 0, 0x0c, 13, 0, 0x00, 16, 0]);
+    arr.extend([2, b'x', b'y']);
+    arr.extend(&inner);
+    // Object: header 4 + 2 key entries (4) + 2 value entries (3) = 18, keys "a" "bb" at
+    // 18..21, array at 21, double after it.
+    let dbl_at = 21 + arr.len();
+    let mut obj: Vec<u8> = vec![2, 0];
+    obj.extend(u16::try_from(dbl_at + 8).unwrap().to_le_bytes());
+    obj.extend([18, 0, 1, 0, 19, 0, 2, 0]);
+    obj.extend([0x02, 21, 0, 0x0b]);
+    obj.extend(u16::try_from(dbl_at).unwrap().to_le_bytes());
+    obj.extend(b"abb");
+    obj.extend(&arr);
+    obj.extend(2.5f64.to_le_bytes());
+    let mut doc = vec![0x00];
+    doc.extend(obj);
+    doc
+}
+
+#[test]
+fn the_json_document_is_well_formed() {
+    assert_eq!(
+        json::to_text(&json_doc()).unwrap(),
+        r#"{"a": [1, "xy", {"k": null}], "bb": 2.5}"#
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -81,6 +119,9 @@ proptest! {
         let _ = Rotate::parse(&data, true);
         let _ = Query::parse(&data).map(|q| q.kind());
         let _ = events::parse_xid(&data);
+        let _ = MySqlGtid::parse(&data, t % 2 == 0);
+        let _ = events::parse_previous_gtids(&data);
+        let _ = json::to_text(&data);
         let _ = events::check_decodable(t);
         if let Ok(map) = TableMap::parse(&data) {
             if let Ok(dec) = TableDecoder::new(&map, None) {
@@ -90,6 +131,15 @@ proptest! {
             }
         }
         let _ = RowsEvent::parse(t, &data);
+    }
+
+    #[test]
+    fn mutated_json_documents_never_panic(idx in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
+        let mut d = json_doc();
+        let i = idx.index(d.len());
+        d[i] = byte;
+        d.truncate(cut.index(d.len() + 1).max(i));
+        let _ = json::to_text(&d);
     }
 
     #[test]

@@ -367,3 +367,91 @@ async fn other_databases_are_not_emitted() {
     let n: Option<i64> = conn.query_first("SELECT COUNT(*) FROM t").await.unwrap();
     assert_eq!(n, Some(1));
 }
+
+/// The marker mode MySQL 8 relies on (it has no `skip_replication`), end to end on
+/// MariaDB: a transaction tandem's sink applies in marker mode never comes out of the
+/// source, the application's next one does, and the GTID state still counts tandem's.
+#[tokio::test]
+async fn a_marker_mode_sinks_own_transactions_never_come_out() {
+    use tandem_core::config::LoopPrevention;
+    use tandem_core::sink::{RowWrite, Sink, TargetTable};
+    use tandem_core::ColumnType;
+    use tandem_mysql::sink::{AppliedLoopPrevention, MySqlSink};
+
+    let maria = shared_maria().await;
+    let db = maria.create_database("src_marker_sink").await.unwrap();
+    maria
+        .sql(&db.name, "CREATE TABLE t (id INT PRIMARY KEY, v INT);")
+        .await
+        .unwrap();
+    let ep = endpoint(db.url());
+    let conn = tandem_mysql::connect::connect(&ep, None).await.unwrap();
+    let mut sink = MySqlSink::from_conn(conn, LoopPrevention::Marker)
+        .await
+        .unwrap();
+    assert_eq!(sink.loop_prevention(), AppliedLoopPrevention::Marker);
+    let target = TargetTable {
+        table: tandem_core::TableId::new(&db.name, "t"),
+        columns: vec![
+            (
+                "id".into(),
+                ColumnType::Int {
+                    bytes: 4,
+                    unsigned: false,
+                },
+            ),
+            (
+                "v".into(),
+                ColumnType::Int {
+                    bytes: 4,
+                    unsigned: false,
+                },
+            ),
+        ],
+        key: vec![0],
+    };
+    let start_gtid = gtid_pos(maria).await;
+    let at = |g: GtidSet| Position::MySqlGtid {
+        gtid: g,
+        file: None,
+        pos: None,
+    };
+    let start_seq = seq(&at(start_gtid), 0);
+    let mut src = start(maria, &db, Duration::from_secs(1)).await;
+
+    sink.begin().await.unwrap();
+    sink.write(
+        &target,
+        &[RowWrite::Insert {
+            values: vec![Value::Int(1), Value::Int(10)],
+        }],
+    )
+    .await
+    .unwrap();
+    sink.commit(
+        "inventory->retail",
+        &at(GtidSet::mariadb()),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    maria
+        .sql(&db.name, "INSERT INTO t VALUES (2, 20);")
+        .await
+        .unwrap();
+
+    let (_, changes, commit) = next_tx(&mut src).await;
+    let rows: Vec<Vec<Value>> = changes
+        .iter()
+        .map(|c| match &c.row {
+            RowChange::Insert { new } => vals(new),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(rows, vec![vec![Value::Int(2), Value::Int(20)]]);
+    assert_eq!(
+        seq(&commit.position, 0),
+        start_seq + 2,
+        "tandem's transaction is counted in the state"
+    );
+}

@@ -5,6 +5,14 @@
 //! an XID event (transactional engines) or a `COMMIT` query (others). GTID_LIST opens each
 //! binlog file with the state at its start; BINLOG_CHECKPOINT and ANNOTATE_ROWS carry
 //! nothing tandem needs.
+//!
+//! MySQL opens every transaction with a GTID event (33; 34 when the transaction has no
+//! GTID), followed by a `BEGIN` query for a transaction or directly by the statement for
+//! DDL; PREVIOUS_GTIDS (35) opens each binlog file with the GTIDs of all earlier files.
+//! Layouts: MySQL's `libbinlogevents/include/control_events.h` (`Gtid_event`,
+//! `Previous_gtids_event`) and `Gtid_set::encode` for the set encoding.
+
+use tandem_core::GtidSet;
 
 use super::cursor::Cursor;
 use super::{event_type, BinlogError};
@@ -82,6 +90,112 @@ fn file_name(bytes: &[u8]) -> Result<String, BinlogError> {
     std::str::from_utf8(bytes)
         .map(str::to_owned)
         .map_err(|_| BinlogError::invalid("binlog file name", "not UTF-8"))
+}
+
+/// MySQL GTID (33) or ANONYMOUS_GTID (34): the start of a transaction `uuid:gno`.
+///
+/// Body: flags (1 byte), source server UUID (16), GNO (8, little-endian), then the logical
+/// clock (type byte, `last_committed`, `sequence_number`), commit timestamps, transaction
+/// length and server versions, which tandem does not need (their presence varies by
+/// version: 5.7.4, 8.0.1, 8.0.14 each added some).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MySqlGtid {
+    pub flags: u8,
+    pub uuid: [u8; 16],
+    /// 0 in an anonymous GTID event.
+    pub gno: u64,
+}
+
+impl MySqlGtid {
+    /// Parse a GTID (33) or anonymous GTID (34) event body.
+    pub fn parse(data: &[u8], anonymous: bool) -> Result<MySqlGtid, BinlogError> {
+        let mut c = Cursor::new(data);
+        let flags = c.u8("GTID flags")?;
+        let mut uuid = [0u8; 16];
+        uuid.copy_from_slice(c.take(16, "GTID server uuid")?);
+        let gno = c.u64("GTID transaction number")?;
+        // MySQL's GNOs run from 1 to 2^63 - 1.
+        if !anonymous && (gno == 0 || gno > i64::MAX as u64) {
+            return Err(BinlogError::invalid(
+                "GTID transaction number",
+                format!("{gno} is outside 1..2^63"),
+            ));
+        }
+        Ok(MySqlGtid { flags, uuid, gno })
+    }
+
+    /// The UUID in MySQL's text form (lowercase, hyphenated), written into `buf`: no
+    /// allocation per transaction.
+    pub fn uuid_text<'b>(&self, buf: &'b mut [u8; 36]) -> &'b str {
+        uuid::Uuid::from_bytes(self.uuid)
+            .hyphenated()
+            .encode_lower(buf)
+    }
+}
+
+/// MySQL PREVIOUS_GTIDS (35): the GTID set of all earlier binlog files.
+///
+/// Body (`Gtid_set::encode`): a little-endian u64 whose top byte is the format (0:
+/// untagged; 1: tagged, MySQL ≥ 8.3, refused) and whose low 56 bits count the UUIDs; per
+/// UUID: 16 bytes, a u64 count of intervals, and each interval as two u64, start
+/// inclusive and end exclusive.
+pub fn parse_previous_gtids(data: &[u8]) -> Result<GtidSet, BinlogError> {
+    let mut c = Cursor::new(data);
+    let head = c.u64("previous GTIDs count")?;
+    match head >> 56 {
+        0 => {}
+        1 => return Err(BinlogError::TaggedGtid),
+        f => {
+            return Err(BinlogError::invalid(
+                "previous GTIDs format",
+                format!("unknown format {f}"),
+            ))
+        }
+    }
+    let n_sids = head & 0x00ff_ffff_ffff_ffff;
+    let fits = |count: u64, each: usize, c: &Cursor<'_>| {
+        usize::try_from(count)
+            .ok()
+            .and_then(|n| n.checked_mul(each))
+            .filter(|&need| need <= c.remaining())
+            .is_some()
+    };
+    if !fits(n_sids, 24, &c) {
+        return Err(BinlogError::invalid(
+            "previous GTIDs count",
+            format!("{n_sids} UUIDs do not fit in the event"),
+        ));
+    }
+    let mut set = GtidSet::mysql();
+    let mut buf = [0u8; 36];
+    for _ in 0..n_sids {
+        let mut uuid = [0u8; 16];
+        uuid.copy_from_slice(c.take(16, "previous GTIDs uuid")?);
+        let uuid = uuid::Uuid::from_bytes(uuid)
+            .hyphenated()
+            .encode_lower(&mut buf);
+        let n_intervals = c.u64("previous GTIDs interval count")?;
+        if !fits(n_intervals, 16, &c) {
+            return Err(BinlogError::invalid(
+                "previous GTIDs interval count",
+                format!("{n_intervals} intervals do not fit in the event"),
+            ));
+        }
+        for _ in 0..n_intervals {
+            let start = c.u64("previous GTIDs interval start")?;
+            let end = c.u64("previous GTIDs interval end")?;
+            let last = end.checked_sub(1).filter(|&l| start >= 1 && start <= l);
+            let Some(last) = last else {
+                return Err(BinlogError::invalid(
+                    "previous GTIDs interval",
+                    format!("[{start}, {end}) is empty or starts at 0"),
+                ));
+            };
+            set.add_mysql_interval(uuid, start, last)
+                .map_err(|e| BinlogError::invalid("previous GTIDs interval", e.to_string()))?;
+        }
+    }
+    Ok(set)
 }
 
 /// ROTATE (4): the next event is at `pos` in file `file`.
@@ -181,6 +295,9 @@ pub fn check_decodable(type_code: u8) -> Result<(), BinlogError> {
             Err(BinlogError::Compressed { type_code })
         }
         event_type::MARIADB_START_ENCRYPTION => Err(BinlogError::Encrypted),
+        event_type::MYSQL_TRANSACTION_PAYLOAD => Err(BinlogError::CompressedTransaction),
+        event_type::MYSQL_PARTIAL_UPDATE_ROWS => Err(BinlogError::PartialJson),
+        event_type::MYSQL_GTID_TAGGED => Err(BinlogError::TaggedGtid),
         _ => Ok(()),
     }
 }
@@ -222,6 +339,101 @@ mod tests {
         );
         list.truncate(20);
         assert!(parse_gtid_list(&list).is_err());
+    }
+
+    const UUID: [u8; 16] = [
+        0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95,
+        0x62,
+    ];
+    const UUID_TEXT: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    /// A MySQL 8.0 GTID event body as `Gtid_event::write_data_body` lays it out.
+    fn mysql_gtid_body(gno: u64) -> Vec<u8> {
+        let mut d = vec![0x01]; // flags: may have statement-based events
+        d.extend(UUID);
+        d.extend(gno.to_le_bytes());
+        d.push(2); // logical timestamp type code
+        d.extend(7u64.to_le_bytes()); // last_committed
+        d.extend(8u64.to_le_bytes()); // sequence_number
+                                      // immediate_commit_timestamp, 7 bytes, top bit clear: no original timestamp follows.
+        d.extend(&1_700_000_000_000_000u64.to_le_bytes()[..7]);
+        d.push(0xfc); // transaction length, packed: 0xfc + 2 bytes
+        d.extend(300u16.to_le_bytes());
+        d.extend(80036u32.to_le_bytes()); // immediate_server_version, top bit clear
+        d
+    }
+
+    #[test]
+    fn mysql_gtid_events_parse() {
+        let g = MySqlGtid::parse(&mysql_gtid_body(42), false).unwrap();
+        assert_eq!((g.flags, g.uuid, g.gno), (1, UUID, 42));
+        let mut buf = [0u8; 36];
+        assert_eq!(g.uuid_text(&mut buf), UUID_TEXT);
+        // A 5.6 event stops after the GNO.
+        assert_eq!(
+            MySqlGtid::parse(&mysql_gtid_body(42)[..25], false)
+                .unwrap()
+                .gno,
+            42
+        );
+        assert!(MySqlGtid::parse(&mysql_gtid_body(42)[..24], false).is_err());
+        assert!(MySqlGtid::parse(&mysql_gtid_body(0), false).is_err());
+        let mut anon = mysql_gtid_body(0);
+        anon[1..17].fill(0);
+        assert_eq!(MySqlGtid::parse(&anon, true).unwrap().gno, 0);
+    }
+
+    #[test]
+    fn previous_gtids_parse_into_a_set() {
+        let mut d = 2u64.to_le_bytes().to_vec();
+        d.extend(UUID);
+        d.extend(2u64.to_le_bytes());
+        for (s, e) in [(1u64, 6u64), (7, 8)] {
+            d.extend(s.to_le_bytes());
+            d.extend(e.to_le_bytes());
+        }
+        let other = [0xb7u8; 16];
+        d.extend(other);
+        d.extend(1u64.to_le_bytes());
+        d.extend(1u64.to_le_bytes());
+        d.extend(4u64.to_le_bytes());
+        let set = parse_previous_gtids(&d).unwrap();
+        assert_eq!(
+            set.to_string(),
+            format!("{UUID_TEXT}:1-5:7,b7b7b7b7-b7b7-b7b7-b7b7-b7b7b7b7b7b7:1-3")
+        );
+        // Empty set (a server's first binlog).
+        assert!(parse_previous_gtids(&0u64.to_le_bytes())
+            .unwrap()
+            .is_empty());
+        // Truncated, counts beyond the event, empty intervals, tagged format.
+        assert!(parse_previous_gtids(&d[..d.len() - 1]).is_err());
+        assert!(parse_previous_gtids(&u64::MAX.to_le_bytes()[..7]).is_err());
+        let mut huge = 1u64.to_le_bytes().to_vec();
+        huge.extend(UUID);
+        huge.extend(u64::MAX.to_le_bytes());
+        assert!(parse_previous_gtids(&huge).is_err());
+        let mut empty_iv = 1u64.to_le_bytes().to_vec();
+        empty_iv.extend(UUID);
+        empty_iv.extend(1u64.to_le_bytes());
+        empty_iv.extend(5u64.to_le_bytes());
+        empty_iv.extend(5u64.to_le_bytes());
+        assert!(parse_previous_gtids(&empty_iv).is_err());
+        let tagged = ((1u64 << 56) | (1 << 8) | 1).to_le_bytes();
+        assert_eq!(parse_previous_gtids(&tagged), Err(BinlogError::TaggedGtid));
+    }
+
+    #[test]
+    fn mysql_events_tandem_cannot_decode_are_refused_with_advice() {
+        let e = check_decodable(event_type::MYSQL_TRANSACTION_PAYLOAD).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("binlog_transaction_compression = OFF"),
+            "{e}"
+        );
+        let e = check_decodable(event_type::MYSQL_PARTIAL_UPDATE_ROWS).unwrap_err();
+        assert!(e.to_string().contains("binlog_row_value_options"), "{e}");
+        assert!(check_decodable(event_type::MYSQL_GTID).is_ok());
     }
 
     #[test]

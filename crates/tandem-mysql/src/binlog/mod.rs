@@ -16,7 +16,9 @@
 //! MySQL's `libbinlogevents` for TABLE_MAP optional metadata and the packed temporal and
 //! decimal formats.
 //!
-//! - [`events`]: the small control events (GTID, rotate, query, XID, …);
+//! - [`events`]: the small control events (MariaDB's and MySQL's GTIDs, rotate, query,
+//!   XID, …);
+//! - [`json`]: MySQL's binary JSON (column type 245 in MySQL's binlog) to JSON text;
 //! - [`table_map`]: TABLE_MAP with optional metadata (names, signedness, charsets, enum and
 //!   set labels, primary key);
 //! - [`rows`]: WRITE/UPDATE/DELETE_ROWS v1 and v2 and the row decoder.
@@ -26,6 +28,7 @@
 pub mod catalog_cache;
 pub mod cursor;
 pub mod events;
+pub mod json;
 pub mod rows;
 pub mod schema;
 pub mod table_map;
@@ -48,8 +51,20 @@ pub mod event_type {
     pub const WRITE_ROWS_V2: u8 = 30;
     pub const UPDATE_ROWS_V2: u8 = 31;
     pub const DELETE_ROWS_V2: u8 = 32;
-    /// MySQL GTID.
+    /// MySQL GTID (opens a transaction with `uuid:gno`).
     pub const MYSQL_GTID: u8 = 33;
+    /// MySQL transaction without a GTID (`gtid_mode` OFF or in transition).
+    pub const MYSQL_ANONYMOUS_GTID: u8 = 34;
+    /// MySQL: the GTIDs of all earlier binlog files, at the start of each file.
+    pub const MYSQL_PREVIOUS_GTIDS: u8 = 35;
+    /// MySQL: rows event of `binlog_row_value_options=PARTIAL_JSON` (JSON diffs only).
+    pub const MYSQL_PARTIAL_UPDATE_ROWS: u8 = 39;
+    /// MySQL: a compressed transaction (`binlog_transaction_compression=ON`).
+    pub const MYSQL_TRANSACTION_PAYLOAD: u8 = 40;
+    /// MySQL ≥ 8.0.26 heartbeat.
+    pub const MYSQL_HEARTBEAT_V2: u8 = 41;
+    /// MySQL ≥ 8.3 GTID with a tag (`uuid:tag:gno`).
+    pub const MYSQL_GTID_TAGGED: u8 = 42;
     pub const MARIADB_ANNOTATE_ROWS: u8 = 160;
     pub const MARIADB_BINLOG_CHECKPOINT: u8 = 161;
     pub const MARIADB_GTID: u8 = 162;
@@ -81,6 +96,23 @@ pub enum BinlogError {
          changed while compression was on"
     )]
     Compressed { type_code: u8 },
+    #[error(
+        "The binlog holds a compressed MySQL transaction (TRANSACTION_PAYLOAD event), which \
+         tandem cannot decode. Run SET GLOBAL binlog_transaction_compression = OFF (and set it \
+         in my.cnf), then re-snapshot the tables changed while compression was on"
+    )]
+    CompressedTransaction,
+    #[error(
+        "The binlog holds a partial JSON update (PARTIAL_UPDATE_ROWS event), which carries no \
+         full after image. Run SET GLOBAL binlog_row_value_options = '' (and remove it from \
+         my.cnf), then re-snapshot the tables changed meanwhile"
+    )]
+    PartialJson,
+    #[error(
+        "The binlog holds a tagged GTID (MySQL 8.4 `uuid:tag:n`), which tandem does not track. \
+         Stop assigning tagged GTIDs (SET gtid_next with a tag) on this server"
+    )]
+    TaggedGtid,
     #[error(
         "The binlog is encrypted on the wire (START_ENCRYPTION event). Binlog events sent to \
          replicas should be decrypted by the server; check the server's encryption settings"

@@ -296,8 +296,16 @@ fn decode_value(plan: &ColumnPlan, c: &mut Cursor<'_>) -> Result<Value, ValueErr
         ColumnPlan::MySqlJson { len_bytes } => {
             let len = c.uint_le(usize::from(*len_bytes), "json length")?;
             let len = usize::try_from(len).unwrap_or(usize::MAX);
-            // MySQL's binary JSON is not decoded yet: it cannot cross, visibly.
-            unsupported_value("json", c.take(len, "json value")?)
+            let doc = c.take(len, "json value")?;
+            let text = super::json::to_text(doc).map_err(|e| DecodeError::Malformed {
+                type_name: "json".to_owned(),
+                text: format!(
+                    "{} bytes of MySQL binary JSON, invalid at byte {}",
+                    len, e.at
+                ),
+                reason: e.reason,
+            })?;
+            Value::Json(text)
         }
         ColumnPlan::Enum { pack, labels } => {
             let idx = c.uint_le(usize::from(*pack), "enum value")?;
