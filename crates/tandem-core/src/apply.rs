@@ -16,13 +16,18 @@
 //!   every change it then skips is dead-lettered too, so `tandem dead-letters retry`
 //!   can replay them once the DBA fixes the cause.
 //!
+//! - **Initial copies go in bulk.** A snapshot transaction is applied in batches of
+//!   [`SNAPSHOT_BATCH_ROWS`]; into a table that was empty when its copy began, without
+//!   reading current rows (see [`Applier::copying_into_empty`] for why that stays safe
+//!   against concurrent writers).
+//!
 //! Within a batch, changes to the same key are merged first (the target row is read once,
 //! every change is resolved against the evolving row, one write per key is issued), which
 //! is both what keeps `ON CONFLICT` statements valid and what makes batching fast.
 //! Transient sink errors end [`Applier::run`]; the runtime reconnects and the source
 //! re-delivers from the checkpoint, so a retry never applies anything twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -42,6 +47,12 @@ use crate::value::Value;
 
 /// Default rows per batch inside a transaction.
 pub const DEFAULT_BATCH_ROWS: usize = 2000;
+/// Rows per batch of an initial copy (a `snapshot` transaction): large enough for the
+/// sinks' bulk paths (the PostgreSQL sink's `COPY`), capped by [`SNAPSHOT_BATCH_BYTES`] so
+/// that wide rows do not make a batch large in memory.
+pub const SNAPSHOT_BATCH_ROWS: usize = 20_000;
+/// Approximate bytes of values per batch of an initial copy (see [`value_bytes`]).
+pub const SNAPSHOT_BATCH_BYTES: usize = 8 << 20;
 /// Idle sources still get their position checkpointed, at most this often.
 pub const PROGRESS_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -91,6 +102,11 @@ pub struct Applier {
     last_progress: Option<Instant>,
     /// The open source transaction is an initial snapshot.
     tx_snapshot: bool,
+    /// Approximate bytes of the values in `pending` (counted for snapshot transactions).
+    pending_bytes: usize,
+    /// Per mapper: whether its target table held no row when the open snapshot
+    /// transaction first wrote to it (asked once per transaction; see [`Applier::flush`]).
+    copy_into_empty: HashMap<usize, bool>,
 }
 
 type RowStates = (Option<Vec<Value>>, Option<Vec<Value>>);
@@ -104,6 +120,39 @@ pub fn snapshot_progress_key(pipeline: &str, table: &TableId) -> String {
 
 fn key_string(key: &[Value]) -> String {
     serde_json::Value::Array(key.iter().map(Value::to_json).collect()).to_string()
+}
+
+/// Approximate bytes a value holds: its heap data, plus its own size.
+pub fn value_bytes(v: &Value) -> usize {
+    std::mem::size_of::<Value>()
+        + match v {
+            Value::Text(s) | Value::Json(s) => s.len(),
+            Value::Bytes(b) => b.len(),
+            Value::Unsupported { type_name, text } => type_name.len() + text.len(),
+            _ => 0,
+        }
+}
+
+fn change_bytes(change: &Change) -> usize {
+    let row = |r: &crate::change::Row| {
+        r.0.iter()
+            .map(|c| c.value().map_or(0, value_bytes))
+            .sum::<usize>()
+    };
+    match &change.row {
+        RowChange::Insert { new } => row(new),
+        RowChange::Update { old, new } => {
+            row(new)
+                + match old {
+                    crate::change::OldRow::Full(r) | crate::change::OldRow::KeyOnly(r) => row(r),
+                    crate::change::OldRow::Missing => 0,
+                }
+        }
+        RowChange::Delete { old } => match old {
+            crate::change::OldRow::Full(r) | crate::change::OldRow::KeyOnly(r) => row(r),
+            crate::change::OldRow::Missing => 0,
+        },
+    }
 }
 
 fn row_json(table: &TargetTable, row: &[Value]) -> serde_json::Value {
@@ -198,6 +247,8 @@ impl Applier {
             conflict_counts: BTreeMap::new(),
             last_progress: None,
             tx_snapshot: false,
+            pending_bytes: 0,
+            copy_into_empty: HashMap::new(),
         }
     }
 
@@ -276,11 +327,19 @@ impl Applier {
                 SourceEvent::Begin(b) => {
                     in_tx = true;
                     self.tx_snapshot = b.snapshot;
+                    self.copy_into_empty.clear();
                     self.ensure_open().await?;
                 }
                 SourceEvent::Change(c) => {
+                    let full = if self.tx_snapshot {
+                        self.pending_bytes += change_bytes(&c);
+                        self.pending.len() + 1 >= SNAPSHOT_BATCH_ROWS.max(self.settings.batch_rows)
+                            || self.pending_bytes >= SNAPSHOT_BATCH_BYTES
+                    } else {
+                        self.pending.len() + 1 >= self.settings.batch_rows
+                    };
                     self.pending.push(c);
-                    if self.pending.len() >= self.settings.batch_rows {
+                    if full {
                         self.flush().await?;
                     }
                 }
@@ -422,6 +481,8 @@ impl Applier {
 
     async fn abort(&mut self) {
         self.pending.clear();
+        self.pending_bytes = 0;
+        self.copy_into_empty.clear();
         self.conflicts.clear();
         self.dead.clear();
         self.group_txs = 0;
@@ -528,6 +589,7 @@ impl Applier {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         // Changes per mapper, in arrival order.
         let mut per_mapper: Vec<(usize, Vec<&Change>)> = Vec::new();
         for ch in &pending {
@@ -642,20 +704,27 @@ impl Applier {
         let target = self.mappers[mi].target.clone();
         // Read the current target rows once.
         let mut order: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::with_capacity(mapped.len());
         let mut keys: Vec<Vec<Value>> = Vec::new();
         let mut change_keys: Vec<Option<String>> = Vec::with_capacity(mapped.len());
         for (tc, _) in &mapped {
             let k = tc.key(&target);
             let ks = k.as_ref().map(|k| key_string(k));
             if let (Some(k), Some(s)) = (k, &ks) {
-                if !order.contains(s) {
+                if seen.insert(s.clone()) {
                     order.push(s.clone());
                     keys.push(k);
                 }
             }
             change_keys.push(ks);
         }
-        let current = self.sink.fetch_current(&target, &keys).await?;
+        drop(seen);
+        let current = if self.tx_snapshot && self.copying_into_empty(mi, &target).await? {
+            // Nothing to read: see `copying_into_empty`.
+            vec![None; keys.len()]
+        } else {
+            self.sink.fetch_current(&target, &keys).await?
+        };
         // key → (row as read, row as resolved so far)
         let mut state: HashMap<String, RowStates> = order
             .iter()
@@ -813,6 +882,27 @@ impl Applier {
             }
         }
         Ok(())
+    }
+
+    /// Whether mapper `mi`'s target table held no row when the open snapshot transaction
+    /// first wrote to it. Then every key of the copy is absent unless a concurrent writer
+    /// (an application, or the other direction) inserts it meanwhile, so the applier skips
+    /// reading current rows and hands every row to the sink as an insert. The sink's
+    /// inserts never overwrite an existing key and report one as a transient error (see
+    /// [`RowWrite::Insert`]); the retry copies the table again, finds it no longer empty,
+    /// reads current rows and resolves the pair as `insert_exists`. A table that held
+    /// rows (an initial reconcile) is read batch by batch, as any transaction is.
+    async fn copying_into_empty(
+        &mut self,
+        mi: usize,
+        target: &TargetTable,
+    ) -> Result<bool, StageError> {
+        if let Some(&empty) = self.copy_into_empty.get(&mi) {
+            return Ok(empty);
+        }
+        let empty = self.sink.is_empty(target).await?;
+        self.copy_into_empty.insert(mi, empty);
+        Ok(empty)
     }
 
     async fn commit_group(&mut self) -> Result<(), StageError> {

@@ -100,6 +100,12 @@ pub trait Sink: Send {
         keys: &[Vec<Value>],
     ) -> Result<Vec<Option<Vec<Value>>>, StageError>;
 
+    /// Whether `table` holds no row, read inside the open transaction without locking.
+    /// The applier asks once per initial copy of a table: into an empty table it copies
+    /// without reading current rows (every key is absent unless a concurrent writer
+    /// inserts it, which [`RowWrite::Insert`]'s contract catches).
+    async fn is_empty(&mut self, table: &TargetTable) -> Result<bool, StageError>;
+
     /// Apply writes to one table, batched into as few statements as possible.
     async fn write(&mut self, table: &TargetTable, writes: &[RowWrite]) -> Result<(), StageError>;
 

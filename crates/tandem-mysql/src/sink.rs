@@ -32,6 +32,9 @@
 //!   prepared `UPDATE` per row;
 //! - deletes: `DELETE FROM t WHERE (k1, k2) IN ((?, ?), …)`.
 //!
+//! Runs of [`LOAD_DATA_MIN_ROWS`] inserts or more (an initial copy's batches) are streamed
+//! with `LOAD DATA LOCAL INFILE` instead, under the same rules (see `sink/load.rs`).
+//!
 //! Chunks stay under 65,535 placeholders and a quarter of `max_allowed_packet` (padding may
 //! double a chunk).
 
@@ -52,11 +55,17 @@ use crate::ddl::{ensure_tables, APPLY_MARKER, CHECKPOINTS, CONFLICTS, DEAD_LETTE
 use crate::types::to_mysql_value;
 
 mod batch;
+mod load;
 
 use batch::{
     bad_index, check_arity, chunks, decode_row, ident, key_in, key_matches, pad, padded,
     placeholders, run_len, size_of_values, table_ident, value_size, write_error,
 };
+
+/// Insert runs of at least this many rows go through `LOAD DATA LOCAL` (see `sink/load.rs`);
+/// smaller ones through multi-row `INSERT`s. Above the applier's streaming batch (2,000
+/// rows), so in practice the batches of an initial copy (20,000 rows).
+pub const LOAD_DATA_MIN_ROWS: usize = 5_000;
 
 /// How this sink keeps its writes out of tandem's own binlog reader, once resolved
 /// (`Auto` becomes one of the two).
@@ -75,6 +84,7 @@ pub struct MySqlSink {
     packet_budget: usize,
     /// Tables whose key collation refused the update join (see the module docs).
     per_row_updates: HashSet<String>,
+    load_data_min_rows: usize,
 }
 
 impl MySqlSink {
@@ -119,12 +129,19 @@ impl MySqlSink {
             in_txn: false,
             packet_budget,
             per_row_updates: HashSet::new(),
+            load_data_min_rows: LOAD_DATA_MIN_ROWS,
         })
     }
 
     /// The loop prevention in effect.
     pub fn loop_prevention(&self) -> AppliedLoopPrevention {
         self.loop_prevention
+    }
+
+    /// Change the run length from which inserts go through `LOAD DATA LOCAL` (tests,
+    /// benchmarks); `usize::MAX` turns it off.
+    pub fn set_load_data_min_rows(&mut self, rows: usize) {
+        self.load_data_min_rows = rows.max(1);
     }
 
     /// The underlying connection (for tests and `tandem check`).
@@ -425,6 +442,15 @@ impl Sink for MySqlSink {
         Ok(out)
     }
 
+    async fn is_empty(&mut self, table: &TargetTable) -> Result<bool, StageError> {
+        let any: Option<u8> = self
+            .conn
+            .query_first(format!("SELECT 1 FROM {} LIMIT 1", table_ident(table)))
+            .await
+            .map_err(|e| classify(format!("Reading whether {} is empty", table.table), e))?;
+        Ok(any.is_none())
+    }
+
     async fn write(&mut self, table: &TargetTable, writes: &[RowWrite]) -> Result<(), StageError> {
         let mut i = 0;
         while i < writes.len() {
@@ -439,7 +465,11 @@ impl Sink for MySqlSink {
                             _ => None,
                         })
                         .collect();
-                    self.insert_rows(table, &rows, i).await?;
+                    let loaded = rows.len() >= self.load_data_min_rows
+                        && load::load(self, table, &rows).await?;
+                    if !loaded {
+                        self.insert_rows(table, &rows, i).await?;
+                    }
                 }
                 Some(RowWrite::Update { columns, .. }) => {
                     let set: Vec<usize> = columns.iter().map(|(c, _)| *c).collect();

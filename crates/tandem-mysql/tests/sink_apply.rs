@@ -766,3 +766,138 @@ async fn updates_work_when_the_key_collation_differs_from_the_session() {
         Some(Value::Text("B".into()))
     );
 }
+
+/// `Com_load` of the sink's session: how many `LOAD DATA` statements it ran.
+async fn loads(s: &mut MySqlSink) -> u64 {
+    let row: Option<(String, u64)> = s
+        .conn()
+        .query_first("SHOW SESSION STATUS LIKE 'Com_load'")
+        .await
+        .expect("status");
+    row.map_or(0, |r| r.1)
+}
+
+#[tokio::test]
+async fn load_data_round_trips_every_type_family_and_never_clips_or_overwrites() {
+    let (db, mut conn) = setup("sink_load", ALL_TYPES).await;
+    let t = target(&mut conn, &db, "t").await;
+    let mut s = sink(&db, LoopPrevention::Auto).await;
+    s.set_load_data_min_rows(1);
+    let mut tricky = typical_row();
+    tricky[0] = Value::Int(4);
+    tricky[13] = Value::Text("tab\there\nnewline\r\\N back\\slash 🦀".into());
+    tricky[14] = Value::Text("\\".into());
+    tricky[17] = Value::Bytes(b"\\N".to_vec());
+    let rows = [typical_row(), extreme_row(), null_row(), tricky];
+    let before = loads(&mut s).await;
+    s.begin().await.expect("begin");
+    let writes: Vec<RowWrite> = rows
+        .iter()
+        .map(|r| RowWrite::Insert { values: r.clone() })
+        .collect();
+    s.write(&t, &writes).await.expect("write");
+    s.commit("retail", &pos(1), Utc::now())
+        .await
+        .expect("commit");
+    assert_eq!(
+        loads(&mut s).await,
+        before + 1,
+        "the rows went in by LOAD DATA"
+    );
+
+    s.begin().await.expect("begin");
+    let keys: Vec<Vec<Value>> = (1..=4).map(|k| vec![Value::Int(k)]).collect();
+    let got = s.fetch_current(&t, &keys).await.expect("fetch");
+    s.rollback().await.expect("rollback");
+    let by_id = |id: i64| {
+        rows.iter()
+            .find(|r| r[0].same_as(&Value::Int(id)))
+            .expect("row")
+    };
+    for (i, g) in got.iter().enumerate() {
+        let id = i as i64 + 1;
+        assert_rows_equal(by_id(id), g.as_ref().expect("row read back"), &t.columns);
+    }
+    let nulls: Option<(Option<String>, Option<Vec<u8>>)> = conn
+        .query_first("SELECT ch, bl FROM t WHERE id = 3")
+        .await
+        .expect("q");
+    assert_eq!(nulls, Some((None, None)), "\\N is NULL, not text");
+    let empty: Option<(Option<String>, Option<Vec<u8>>)> = conn
+        .query_first("SELECT ch, bl FROM t WHERE id = 4")
+        .await
+        .expect("q");
+    assert_eq!(
+        empty,
+        Some((Some("fixed".into()), Some(b"\\N".to_vec()))),
+        "the text \\N is text"
+    );
+
+    // A key that exists: the row is kept and the write is a transient error.
+    let mut again = typical_row();
+    again[13] = Value::Text("overwritten?".into());
+    let fresh = {
+        let mut r = typical_row();
+        r[0] = Value::Int(5);
+        r
+    };
+    s.begin().await.expect("begin");
+    let err = s
+        .write(
+            &t,
+            &[
+                RowWrite::Insert { values: fresh },
+                RowWrite::Insert { values: again },
+            ],
+        )
+        .await
+        .expect_err("key 1 exists");
+    assert_eq!(err.class(), ErrorClass::Transient, "{}", err.report());
+    s.rollback().await.expect("rollback");
+    let vc: Option<String> = conn
+        .query_first("SELECT vc FROM t WHERE id = 1")
+        .await
+        .expect("q");
+    assert_eq!(vc.as_deref(), Some("héllo"));
+}
+
+#[tokio::test]
+async fn a_value_load_data_would_clip_fails_as_on_the_insert_path() {
+    let (db, mut conn) = setup(
+        "sink_load_bad",
+        "CREATE TABLE s (id int PRIMARY KEY, qty tinyint unsigned NOT NULL, code varchar(3)) ENGINE=InnoDB;",
+    )
+    .await;
+    let t = target(&mut conn, &db, "s").await;
+    let mut s = sink(&db, LoopPrevention::Auto).await;
+    s.set_load_data_min_rows(1);
+    let row = |id, qty, code: &str| RowWrite::Insert {
+        values: vec![Value::Int(id), Value::Int(qty), Value::Text(code.into())],
+    };
+    for (bad, column) in [
+        (row(2, 300, "ok"), "column qty"),
+        (row(2, 1, "toolong"), "column code"),
+    ] {
+        s.begin().await.expect("begin");
+        s.write(&t, &[row(9, 1, "a")])
+            .await
+            .expect("an earlier write");
+        let err = s
+            .write(&t, &[row(1, 5, "ok"), bad])
+            .await
+            .expect_err("does not fit");
+        assert_eq!(err.class(), ErrorClass::Definite);
+        let msg = err.report();
+        assert!(
+            msg.contains(column) && msg.contains("write 1 of the batch"),
+            "{msg}"
+        );
+        s.rollback().await.expect("rollback");
+    }
+    let count: Option<i64> = conn.query_first("SELECT COUNT(*) FROM s").await.expect("q");
+    assert_eq!(
+        count,
+        Some(0),
+        "nothing was stored, not even a clipped value"
+    );
+}

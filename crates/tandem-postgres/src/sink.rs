@@ -566,6 +566,22 @@ impl Sink for PgSink {
         Ok(out)
     }
 
+    async fn is_empty(&mut self, table: &TargetTable) -> Result<bool, StageError> {
+        self.require_transaction("is_empty")?;
+        let t = &table.table;
+        let sql = format!(
+            "SELECT NOT EXISTS (SELECT 1 FROM {})",
+            qualified(&t.schema, &t.name)
+        );
+        let what = format!("Cannot read whether {t} is empty");
+        let row = self
+            .client
+            .query_one(sql.as_str(), &[])
+            .await
+            .map_err(|e| classify(what.clone(), e))?;
+        row.try_get(0).map_err(|e| classify(what, e))
+    }
+
     async fn write(&mut self, table: &TargetTable, writes: &[RowWrite]) -> Result<(), StageError> {
         self.require_transaction("write")?;
         if writes.is_empty() {

@@ -525,3 +525,105 @@ async fn a_crash_during_the_copy_resumes_without_redoing_finished_tables() {
     .await;
     assert!(!slots.contains("_resume"), "{slots}");
 }
+
+const RACE_ROWS: u32 = 5_000;
+const RACE_KEY: u32 = 4_000;
+const RACE_MAPPING: &str = r#"
+[[mappings]]
+name = "race"
+direction = "inventory->retail"
+inventory = { table = "public.race", key = ["id"] }
+retail    = { table = "race",        key = ["id"] }
+conflict  = "manual"
+columns = [
+  { inventory = "id",    retail = "id" },
+  { inventory = "label", retail = "label" },
+]
+"#;
+
+/// The copy into a table that is empty when it begins reads no current rows; a row the
+/// shop inserts meanwhile (here: inserted before the copy's write, committed while the
+/// copy waits on its lock) must survive, with the conflict recorded, not be overwritten
+/// or dropped.
+#[tokio::test]
+async fn a_copy_into_an_empty_table_keeps_a_row_inserted_meanwhile() {
+    use mysql_async::prelude::Queryable;
+    let pg = shared_pg().await;
+    let maria = shared_maria().await;
+    let pair = demo_pair(pg, maria, 5).await;
+    let (inv, ret) = (pair.inventory.name.clone(), pair.retail.name.clone());
+    pg.psql(
+        &inv,
+        &format!(
+            "CREATE TABLE race (id int PRIMARY KEY, label text NOT NULL);
+             ALTER TABLE race REPLICA IDENTITY FULL;
+             INSERT INTO race SELECT g, 'inventory' FROM generate_series(1, {RACE_ROWS}) g;"
+        ),
+    )
+    .await
+    .unwrap();
+    maria
+        .sql(
+            &ret,
+            "CREATE TABLE race (id int PRIMARY KEY, label varchar(20) NOT NULL) ENGINE=InnoDB;",
+        )
+        .await
+        .unwrap();
+    // The shop's insert, not yet committed: invisible to the copy's check for rows, but
+    // it holds the key's lock, so the copy's insert of that key waits for the commit.
+    let mut shop = mysql_async::Conn::new(mysql_async::Opts::from_url(&maria.url(&ret)).unwrap())
+        .await
+        .unwrap();
+    shop.query_drop("START TRANSACTION").await.unwrap();
+    shop.query_drop(format!("INSERT INTO race VALUES ({RACE_KEY}, 'shop')"))
+        .await
+        .unwrap();
+
+    let listen = format!("127.0.0.1:{}", free_port());
+    let cfg = write_config(&pair, pg, maria, &listen, |t| {
+        format!("{}{RACE_MAPPING}", own_names(&t, "isync_race"))
+    });
+    let _daemon = Daemon::start(&cfg, &pair.dir.join("race.log"));
+    let waits = format!(
+        "SELECT count(*) FROM information_schema.INNODB_TRX
+         WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE '%`{ret}`.`race`%'"
+    );
+    wait_for("the copy to wait on the shop's row", 120, || async {
+        my_rows(maria, &ret, &waits).await != "0"
+    })
+    .await;
+    shop.query_drop("COMMIT").await.unwrap();
+    drop(shop);
+
+    wait_for("the copy to finish", 120, || async {
+        both_streaming(&listen).await
+            && my_rows(maria, &ret, "SELECT count(*) FROM race").await == RACE_ROWS.to_string()
+    })
+    .await;
+    assert_eq!(
+        my_rows(
+            maria,
+            &ret,
+            &format!("SELECT label FROM race WHERE id = {RACE_KEY}")
+        )
+        .await,
+        "shop",
+        "the shop's row is kept (manual)"
+    );
+    assert_eq!(
+        my_rows(
+            maria,
+            &ret,
+            "SELECT count(*) FROM race WHERE label = 'inventory'"
+        )
+        .await,
+        (RACE_ROWS - 1).to_string()
+    );
+    let conflicts = my_rows(
+        maria,
+        &ret,
+        "SELECT kind, decision, JSON_EXTRACT(`key`, '$.id') FROM tandem_conflicts WHERE mapping = 'race'",
+    )
+    .await;
+    assert_eq!(conflicts, format!("insert_exists\tparked\t{RACE_KEY}"));
+}

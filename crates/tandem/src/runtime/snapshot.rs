@@ -207,15 +207,25 @@ pub async fn copy(
             });
         };
         show(0, None, 0.0);
-        while let Some(rows) = reader.next_chunk(table).await? {
+        let mut next = reader.next_chunk(table).await?;
+        while let Some(rows) = next {
             let n = rows.len() as u64;
-            for row in rows {
-                let change = Change {
-                    table: Arc::clone(&schema),
-                    row: RowChange::Insert { new: row },
-                };
-                tx.send(SourceEvent::Change(change)).await?;
-            }
+            // The next chunk is read while this one waits for room in the channel (the
+            // applier writing a batch), so reading and writing overlap. Memory: at most
+            // two chunks and the channel.
+            let send = async {
+                for row in rows {
+                    let change = Change {
+                        table: Arc::clone(&schema),
+                        row: RowChange::Insert { new: row },
+                    };
+                    tx.send(SourceEvent::Change(change)).await?;
+                }
+                Ok::<(), StageError>(())
+            };
+            let (sent, fetched) = tokio::join!(send, reader.next_chunk(table));
+            sent?;
+            next = fetched?;
             metrics::counter!(telemetry::SNAPSHOT_ROWS, "direction" => direction.to_owned(), "table" => table.to_string())
                 .increment(n);
             let (done, total) = reader.progress(table);
