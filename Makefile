@@ -49,7 +49,7 @@ demo: setup
 	DEMO_SKIP_BUILD=1 scripts/demo.sh
 
 ## bench: end-to-end benchmarks against the databases' raw limits, on throwaway servers
-## (figures in BENCHMARKS.md). BENCH=throughput|decode|lag|snapshot|bigtx picks some
+## (figures in BENCHMARKS.md). BENCH=throughput|both|decode|lag|snapshot|bigtx picks some
 ## (default all); TANDEM_BENCH_SCALE=0.1 shrinks them. The setup target installs no browser.
 BENCH ?= all
 bench: BROWSER_PKG :=

@@ -97,10 +97,17 @@ impl Conn {
 
     /// `count(*)` and `sum(qty)` of a benchmark table.
     pub async fn fingerprint(&mut self, table: &str) -> Result<(i64, i64)> {
-        let n = self.int(&format!("SELECT count(*) FROM {table}")).await?;
+        self.fingerprint_where(table, "TRUE").await
+    }
+
+    /// `count(*)` and `sum(qty)` of the rows of a benchmark table matching `cond`.
+    pub async fn fingerprint_where(&mut self, table: &str, cond: &str) -> Result<(i64, i64)> {
+        let n = self
+            .int(&format!("SELECT count(*) FROM {table} WHERE {cond}"))
+            .await?;
         let q = self
             .int(&format!(
-                "SELECT CAST(coalesce(sum(qty), 0) AS {}) FROM {table}",
+                "SELECT CAST(coalesce(sum(qty), 0) AS {}) FROM {table} WHERE {cond}",
                 self.int_type()
             ))
             .await?;

@@ -65,22 +65,14 @@ pub struct Mapping<'a> {
 }
 
 /// Writes a tandem config for `inv` and `ret` with `mappings` into a fresh directory.
+/// Each mapping's conflict strategy is `prefer:` its source endpoint.
 pub fn write_config(
     servers: &Servers,
     inv: &TestDb,
     ret: &TestDb,
     mappings: &[Mapping<'_>],
 ) -> Result<(PathBuf, String)> {
-    let listen = format!("127.0.0.1:{}", free_port()?);
-    let mut text = format!(
-        "[daemon]\nlisten = \"{listen}\"\n\n\
-         [endpoints.inventory]\nkind = \"postgres\"\nurl = \"{}\"\n\
-         password = {{ env = \"INVENTORY_PASSWORD\" }}\ntls = {{ mode = \"disable\" }}\n\n\
-         [endpoints.retail]\nkind = \"mysql\"\nurl = \"{}\"\n\
-         password = {{ env = \"RETAIL_PASSWORD\" }}\ntls = {{ mode = \"disable\" }}\n",
-        servers.pg.url(&inv.name),
-        servers.maria.url(&ret.name),
-    );
+    let mut text = String::new();
     for m in mappings {
         let owner = m.direction.split("->").next().unwrap_or("inventory");
         text.push_str(&format!(
@@ -95,6 +87,28 @@ pub fn write_config(
         }
         text.push_str("]\n");
     }
+    write_config_toml(servers, inv, ret, &text)
+}
+
+/// Writes a tandem config for `inv` and `ret` with the given `[[mappings]]` TOML into a
+/// fresh directory; returns its path and the daemon's listen address.
+pub fn write_config_toml(
+    servers: &Servers,
+    inv: &TestDb,
+    ret: &TestDb,
+    mappings_toml: &str,
+) -> Result<(PathBuf, String)> {
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    let mut text = format!(
+        "[daemon]\nlisten = \"{listen}\"\n\n\
+         [endpoints.inventory]\nkind = \"postgres\"\nurl = \"{}\"\n\
+         password = {{ env = \"INVENTORY_PASSWORD\" }}\ntls = {{ mode = \"disable\" }}\n\n\
+         [endpoints.retail]\nkind = \"mysql\"\nurl = \"{}\"\n\
+         password = {{ env = \"RETAIL_PASSWORD\" }}\ntls = {{ mode = \"disable\" }}\n",
+        servers.pg.url(&inv.name),
+        servers.maria.url(&ret.name),
+    );
+    text.push_str(mappings_toml);
     let dir =
         std::env::temp_dir().join(format!("tandem-bench-{}-{}", std::process::id(), inv.name));
     std::fs::create_dir_all(&dir).context("bench temp dir")?;
@@ -256,6 +270,34 @@ pub async fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.ok()?;
     Some(buf)
+}
+
+/// Runs `tandem verify -c config` (tandem's own comparison of both sides); returns its
+/// summary line when the sides are equal, fails with its report when they are not.
+pub fn tandem_verify(config: &Path) -> Result<String> {
+    let out = Command::new(tandem_binary()?)
+        .args(["verify", "-c"])
+        .arg(config)
+        .env("INVENTORY_PASSWORD", "")
+        .env("RETAIL_PASSWORD", "")
+        .env("NO_COLOR", "1")
+        .output()
+        .context("running tandem verify")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "tandem verify exited with {}: {}{}",
+            out.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(stdout
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or("equal")
+        .trim()
+        .to_owned())
 }
 
 /// Runs a shell pipeline; fails with its stderr if it fails. Returns the elapsed time.

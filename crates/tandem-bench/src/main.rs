@@ -2,7 +2,7 @@
 //! throwaway servers (issue 8; the figures and how to read them are in `BENCHMARKS.md`).
 //!
 //! ```text
-//! tandem-bench [--quick] [throughput|decode|lag|snapshot|bigtx|all]...
+//! tandem-bench [--quick] [throughput|both|decode|lag|snapshot|bigtx|all]...
 //! ```
 //! Sizes follow the issue at scale 1; `TANDEM_BENCH_SCALE=0.2` (or `--quick`, 0.1) shrinks
 //! every row count and duration. Each benchmark measures tandem and the tool or client it
@@ -12,6 +12,7 @@
 
 #![allow(clippy::cast_precision_loss)]
 
+mod both;
 mod db;
 mod decode;
 mod env;
@@ -25,7 +26,7 @@ use anyhow::{bail, Result};
 
 use crate::db::Side;
 
-const ALL: [&str; 5] = ["throughput", "decode", "lag", "snapshot", "bigtx"];
+const ALL: [&str; 6] = ["throughput", "both", "decode", "lag", "snapshot", "bigtx"];
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -65,6 +66,14 @@ async fn main() -> Result<()> {
                 for source in [Side::Pg, Side::Maria] {
                     v.extend(throughput::throughput(&servers, source, n(1_000_000.0)).await?);
                 }
+                v
+            }
+            "both" => {
+                let mut v = vec![
+                    "| direction | workload | tandem, both directions at once | raw batched upsert, both clients at once | ratio |".to_owned(),
+                    "|---|---|---|---|---|".to_owned(),
+                ];
+                v.extend(both::both(&servers, n(1_000_000.0)).await?);
                 v
             }
             "decode" => {

@@ -1,4 +1,5 @@
-//! Benchmark 1 (throughput per direction) and 5 (a single huge transaction).
+//! Benchmark 1 (throughput per direction) and 5 (a single huge transaction); benchmark 2
+//! (both directions at once) is in `both.rs` and reuses the helpers here.
 //!
 //! tandem is started once (slot, checkpoint, empty initial copy) and stopped; the workload
 //! is written on the source while it is down; tandem is started again and timed from the
@@ -47,18 +48,19 @@ async fn pair_for(servers: &Servers, source: Side, prefix: &str) -> Result<Pair>
     .await
 }
 
-/// Starts tandem on a fresh pair until it streams, and stops it: the slot and checkpoints
-/// exist, so the next start resumes. Returns the time to `streaming`.
-async fn first_start(pair: &Pair) -> Result<Duration> {
+/// Starts tandem on a fresh pair until its `directions` stream, and stops it: the slots
+/// and checkpoints exist, so the next start resumes. Returns the time to `streaming`.
+pub async fn first_start(pair: &Pair, directions: usize) -> Result<Duration> {
     let mut t = Tandem::start(&pair.config, &pair.listen)?;
-    t.wait_streaming(1, Duration::from_secs(120)).await?;
+    t.wait_streaming(directions, Duration::from_secs(120))
+        .await?;
     let startup = t.started.elapsed();
     t.stop()?;
     Ok(startup)
 }
 
 /// Writes the plan on the source; returns the time taken.
-async fn write_plan(conn: &mut Conn, plan: &Plan) -> Result<Duration> {
+pub async fn write_plan(conn: &mut Conn, plan: &Plan) -> Result<Duration> {
     let started = Instant::now();
     for ops in &plan.txns {
         conn.apply_ops("items", ops).await?;
@@ -109,7 +111,7 @@ pub async fn throughput(servers: &Servers, source: Side, changes: u64) -> Result
     eprintln!("== throughput {dir}: {changes} changes");
     let plan = workload::plan(changes, 1000, 42);
     let pair = pair_for(servers, source, "tp").await?;
-    let startup = first_start(&pair).await?;
+    let startup = first_start(&pair, 1).await?;
     let mut src = Conn::open(servers, source, pair.db(source)).await?;
     let mut dst = Conn::open(servers, target, pair.db(target)).await?;
 
@@ -197,7 +199,7 @@ pub async fn big_transaction(servers: &Servers, source: Side, rows: u64) -> Resu
     let dir = direction(source);
     eprintln!("== one transaction of {rows} rows, {dir}");
     let pair = pair_for(servers, source, "bigtx").await?;
-    first_start(&pair).await?;
+    first_start(&pair, 1).await?;
     let mut src = Conn::open(servers, source, pair.db(source)).await?;
     let mut dst = Conn::open(servers, target, pair.db(target)).await?;
     let plan = Plan {

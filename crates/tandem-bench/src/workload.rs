@@ -75,6 +75,67 @@ pub fn plan(changes: u64, max_tx: u64, seed: u64) -> Plan {
     }
 }
 
+/// The plan with every id moved up by `offset` (the sentinel too), so that two plans
+/// written on the two sides insert and delete disjoint rows.
+pub fn shifted(plan: Plan, offset: i64) -> Plan {
+    let shift = |op: Op| match op {
+        Op::Insert(a, b) => Op::Insert(a + offset, b + offset),
+        Op::Update(a, b) => Op::Update(a + offset, b + offset),
+        Op::Delete(a, b) => Op::Delete(a + offset, b + offset),
+    };
+    Plan {
+        txns: plan
+            .txns
+            .into_iter()
+            .map(|ops| ops.into_iter().map(shift).collect())
+            .collect(),
+        changes: plan.changes,
+    }
+}
+
+/// Adds to every `every`-th transaction (the sentinel's excepted) an update of `width`
+/// consecutive rows among the shared rows `-hot..=-1`, at a random place. Returns the
+/// number of row changes added.
+pub fn add_hot_updates(plan: &mut Plan, hot: i64, every: usize, width: i64, seed: u64) -> u64 {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let last = plan.txns.len().saturating_sub(1);
+    let mut added = 0u64;
+    for (i, ops) in plan.txns.iter_mut().enumerate() {
+        if i % every != 0 || i == last {
+            continue;
+        }
+        let start = rng.gen_range(-hot..=-width);
+        ops.push(Op::Update(start, start + width - 1));
+        added += u64::try_from(width).unwrap_or(0);
+    }
+    plan.changes += added;
+    added
+}
+
+/// Rows `id >= 0` the plan leaves, and the sum of their `qty` (their revision).
+pub fn final_rows(plan: &Plan) -> (i64, i64) {
+    let mut live: HashMap<i64, i64> = HashMap::new();
+    for op in plan.txns.iter().flatten() {
+        match *op {
+            Op::Insert(a, b) => live.extend((a.max(0)..=b).map(|id| (id, 0))),
+            Op::Update(a, b) => {
+                for id in a.max(0)..=b {
+                    if let Some(q) = live.get_mut(&id) {
+                        *q += 1;
+                    }
+                }
+            }
+            Op::Delete(a, b) => {
+                for id in a.max(0)..=b {
+                    live.remove(&id);
+                }
+            }
+        }
+    }
+    let count = i64::try_from(live.len()).unwrap_or(i64::MAX);
+    (count, live.values().sum())
+}
+
 /// `CREATE TABLE` for the benchmark table, PostgreSQL side.
 pub fn pg_ddl(table: &str) -> String {
     format!(
@@ -280,5 +341,29 @@ mod tests {
             .map(Op::rows)
             .sum();
         assert_eq!(live.len() as u64, inserted - deleted);
+    }
+
+    #[test]
+    fn shifted_plans_with_hot_updates_keep_their_final_rows() {
+        let p = plan(5_000, 300, 3);
+        let base = final_rows(&p);
+        let mut q = shifted(plan(5_000, 300, 3), 1_000_000);
+        let added = add_hot_updates(&mut q, 100, 2, 10, 9);
+        assert!(added > 0);
+        assert_eq!(q.changes, p.changes + added);
+        // The hot updates touch only negative ids; the shifted rows are the same rows.
+        assert_eq!(final_rows(&q), base);
+        assert!(matches!(
+            q.txns.last().map(Vec::as_slice),
+            Some([Op::Insert(1_000_000, 1_000_000)])
+        ));
+        let hot_rows: u64 = q
+            .txns
+            .iter()
+            .flatten()
+            .filter(|o| matches!(o, Op::Update(a, _) if *a < 0))
+            .map(Op::rows)
+            .sum();
+        assert_eq!(hot_rows, added);
     }
 }
