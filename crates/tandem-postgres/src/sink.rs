@@ -30,6 +30,13 @@
 //! table therefore kept reading current rows through a sequential scan and hash join as
 //! the table grew, and fell behind a steady 10,000 changes/s stream (`BENCHMARKS.md`,
 //! lag). Planning these statements costs far less than one scan of a large table.
+//! Hash and merge joins are also off for this session: every join the sink issues looks
+//! up keys of a batch in the target's primary or unique key index, for which a nested loop
+//! over the index is right at any size, but PostgreSQL's default costs
+//! (`random_page_cost = 4`) chose a sequential scan and hash join for 2,000 keys against a
+//! table of ~100,000 rows: reading them took 99.9 ms instead of 5.9 ms, the `UPDATE … FROM`
+//! 134.8 ms instead of 21.8 ms, and retail→inventory throughput doubled without it
+//! (`BENCHMARKS.md`, "Where the time goes").
 //!
 //! `ON CONFLICT` refuses to touch one row twice in a statement, and statements grouped by
 //! kind would reorder two writes of one key. A batch is therefore cut into segments in
@@ -120,9 +127,12 @@ impl PgSink {
         setup_origin(&client, origin).await?;
         // See the module docs, "Plans".
         client
-            .batch_execute("SET plan_cache_mode = force_custom_plan")
+            .batch_execute(
+                "SET plan_cache_mode = force_custom_plan; \
+                 SET enable_hashjoin = off; SET enable_mergejoin = off",
+            )
             .await
-            .map_err(|e| classify("Cannot set plan_cache_mode for the applying session", e))?;
+            .map_err(|e| classify("Cannot set the planner settings of the applying session", e))?;
         Ok(PgSink {
             client,
             connection,
