@@ -38,7 +38,7 @@
 //! Chunks stay under 65,535 placeholders and a quarter of `max_allowed_packet` (padding may
 //! double a chunk).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -58,8 +58,8 @@ mod batch;
 mod load;
 
 use batch::{
-    bad_index, check_arity, chunks, decode_row, ident, key_in, key_matches, pad, padded,
-    placeholders, run_len, size_of_values, table_ident, value_size, write_error,
+    bad_index, check_arity, chunks, decode_row, ident, key_in, key_matches, match_bucket, pad,
+    padded, placeholders, run_len, size_of_values, table_ident, value_size, write_error,
 };
 
 /// Insert runs of at least this many rows go through `LOAD DATA LOCAL` (see `sink/load.rs`);
@@ -425,16 +425,26 @@ impl Sink for MySqlSink {
                 .exec(sql, Params::Positional(params))
                 .await
                 .map_err(|e| classify(format!("Reading current rows of {}", table.table), e))?;
+            // The server matched by its collation; find which requested keys each row
+            // answers: candidates by bucket, confirmed by `key_matches`.
+            let mut buckets: HashMap<String, Vec<usize>> = HashMap::with_capacity(chunk.len());
+            for (offset, k) in chunk.iter().enumerate() {
+                buckets
+                    .entry(match_bucket(k.iter()))
+                    .or_default()
+                    .push(offset);
+            }
             for row in rows {
                 let values = decode_row(table, &row)?;
                 let got: Vec<&Value> = table.key.iter().filter_map(|&i| values.get(i)).collect();
-                // The server matched by its collation; find which requested keys it answers.
-                for (offset, k) in chunk.iter().enumerate() {
+                let candidates = buckets.get(&match_bucket(got.iter().copied()));
+                for &offset in candidates.into_iter().flatten() {
+                    let k = chunk.get(offset).copied();
                     let slot = out.get_mut(start + offset);
-                    if let Some(slot) =
-                        slot.filter(|_| key_matches(k, &got, &table.columns, &table.key))
-                    {
-                        *slot = Some(values.clone());
+                    if let (Some(k), Some(slot)) = (k, slot) {
+                        if key_matches(k, &got, &table.columns, &table.key) {
+                            *slot = Some(values.clone());
+                        }
                     }
                 }
             }

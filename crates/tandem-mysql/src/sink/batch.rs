@@ -191,6 +191,72 @@ pub(super) fn key_matches(
         })
 }
 
+/// A bucket for a key such that [`key_matches`] holds only between keys of one bucket
+/// (buckets may be coarser: matches are still confirmed with `key_matches`). It lets the
+/// sink pair the rows a server returns with the requested keys through a hash map instead
+/// of comparing every row with every key, which the both-directions benchmark showed as
+/// 15 % of tandem's CPU (2,000 × 2,000 comparisons, each lowercasing two strings).
+pub(super) fn match_bucket<'a>(key: impl IntoIterator<Item = &'a Value>) -> String {
+    use std::fmt::Write as _;
+    let mut b = String::new();
+    for v in key {
+        match v {
+            // Case- and trailing-space-insensitive, as `key_matches`; a text may also
+            // match a UUID by parsing.
+            Value::Text(t) => {
+                let t = t.trim_end_matches(' ').to_lowercase();
+                match uuid::Uuid::parse_str(&t) {
+                    Ok(u) => {
+                        let _ = write!(b, "u{u}");
+                    }
+                    Err(_) => {
+                        let _ = write!(b, "t{t}");
+                    }
+                }
+            }
+            Value::Uuid(u) => {
+                let _ = write!(b, "u{u}");
+            }
+            // Numbers compare by value across Int, UInt, Bool and Decimal.
+            Value::Int(_) | Value::UInt(_) | Value::Bool(_) | Value::Decimal(_) => {
+                let d = match v {
+                    Value::Int(i) => bigdecimal::BigDecimal::from(*i),
+                    Value::UInt(u) => bigdecimal::BigDecimal::from(*u),
+                    Value::Bool(x) => bigdecimal::BigDecimal::from(i64::from(*x)),
+                    Value::Decimal(d) => d.clone(),
+                    _ => bigdecimal::BigDecimal::from(0),
+                };
+                let (digits, scale) = d.normalized().as_bigint_and_exponent();
+                let _ = write!(b, "n{digits}e{scale}");
+            }
+            Value::Float(f) => {
+                let _ = write!(b, "f{}", if f.is_nan() { u64::MAX } else { f.to_bits() });
+            }
+            Value::Timestamp(t) => {
+                let _ = write!(b, "s{t:?}");
+            }
+            Value::TimestampTz(t) => {
+                let _ = write!(b, "s{:?}", t.naive_utc());
+            }
+            // Trailing zero bytes may be padding (`BINARY(n)`): coarser is fine.
+            Value::Bytes(x) => {
+                let end = x.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
+                b.push('b');
+                for byte in x.get(..end).unwrap_or_default() {
+                    let _ = write!(b, "{byte:02x}");
+                }
+            }
+            // JSON compares by meaning: one bucket for all (never a key in practice).
+            Value::Json(_) => b.push('j'),
+            other => {
+                let _ = write!(b, "o{other:?}");
+            }
+        }
+        b.push('\u{1}');
+    }
+    b
+}
+
 pub(super) fn check_arity(t: &TargetTable, got: usize, write: usize) -> Result<(), StageError> {
     if got == t.columns.len() {
         return Ok(());
@@ -369,6 +435,40 @@ mod tests {
             cols,
             &[0]
         ));
+    }
+
+    #[test]
+    fn keys_that_match_share_a_bucket() {
+        use std::str::FromStr as _;
+        let t = table();
+        let cols = &t.columns;
+        let dec = |s: &str| Value::Decimal(bigdecimal::BigDecimal::from_str(s).unwrap());
+        let pairs = [
+            (Value::UInt(5), Value::Int(5), 0),
+            (dec("5.00"), Value::Int(5), 0),
+            (dec("50"), dec("5.0E+1"), 0),
+            (Value::Bool(true), Value::Int(1), 0),
+            (Value::Text("Abc  ".into()), Value::Text("aBC".into()), 1),
+            (
+                Value::Text("550E8400-E29B-41D4-A716-446655440000".into()),
+                Value::Uuid(uuid::Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap()),
+                1,
+            ),
+            (Value::Bytes(vec![1, 2, 0, 0]), Value::Bytes(vec![1, 2]), 1),
+        ];
+        for (a, b, i) in &pairs {
+            if key_matches(std::slice::from_ref(a), &[b], cols, &[*i]) {
+                assert_eq!(match_bucket([a]), match_bucket([b]), "{a:?} vs {b:?}");
+            }
+        }
+        assert_ne!(
+            match_bucket([&Value::Int(5)]),
+            match_bucket([&Value::Int(6)])
+        );
+        assert_ne!(
+            match_bucket([&Value::Text("a".into()), &Value::Text("b".into())]),
+            match_bucket([&Value::Text("a\u{1}b".into())])
+        );
     }
 
     #[test]
