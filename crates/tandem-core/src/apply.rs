@@ -408,6 +408,8 @@ impl Applier {
                     self.group_last = Some((position, commit_time));
                     let key = snapshot_progress_key(&self.settings.pipeline, &table);
                     self.commit_group_to(Some(key)).await?;
+                    self.status
+                        .snapshot_table_committed(&self.settings.pipeline);
                 }
                 SourceEvent::Progress { position, at } => {
                     if self.group_txs > 0 {

@@ -136,6 +136,38 @@ impl StatusBoard {
         }
     }
 
+    /// Set a direction's state (`starting`, `snapshot`, `streaming`, `reconnecting`,
+    /// `halted`, `stopped`), and [`DIRECTION_UP`] with it: 1 only while `streaming`.
+    pub fn set_state(&self, direction: &str, state: &str, error: Option<String>) {
+        let up = if state == "streaming" { 1.0 } else { 0.0 };
+        metrics::gauge!(DIRECTION_UP, "direction" => direction.to_owned()).set(up);
+        self.update(direction, |s| {
+            s.state = state.to_owned();
+            if error.is_some() {
+                s.last_error = error;
+            }
+        });
+    }
+
+    /// An initial copy's table is committed on the target: count it, and when it was the
+    /// last one the direction is streaming. (The reader finishes earlier; the state follows
+    /// the target, so `/readyz` never reports ready before the copied rows are there.)
+    pub fn snapshot_table_committed(&self, direction: &str) {
+        let mut finished = false;
+        self.update(direction, |s| {
+            if let Some(snap) = s.snapshot.as_mut() {
+                snap.tables_done += 1;
+                if snap.tables_done >= snap.tables_total {
+                    s.snapshot = None;
+                    finished = true;
+                }
+            }
+        });
+        if finished {
+            self.set_state(direction, "streaming", None);
+        }
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, DirectionStatus> {
         self.0.lock().map(|m| m.clone()).unwrap_or_default()
     }

@@ -55,14 +55,7 @@ impl Direction {
     }
 
     fn set_state(&self, state: &str, error: Option<String>) {
-        let up = if state == "streaming" { 1.0 } else { 0.0 };
-        metrics::gauge!(telemetry::DIRECTION_UP, "direction" => self.name.clone()).set(up);
-        self.board.update(&self.name, |s| {
-            s.state = state.to_owned();
-            if error.is_some() {
-                s.last_error = error;
-            }
-        });
+        self.board.set_state(&self.name, state, error);
     }
 
     /// Run until `stop`, restarting after transient errors.
@@ -207,7 +200,9 @@ impl Direction {
             done_rx,
             self.board.clone(),
         ));
-        self.set_state("streaming", None);
+        // `streaming` once the source is open and no initial copy is under way (then the
+        // applier says so when the copy's last table is committed).
+        self.set_state("starting", None);
         let applied = applier.run(&mut rx, stop).await;
         self.wb_in = applier.take_write_back_in();
         drop(rx);
@@ -244,6 +239,13 @@ async fn read(
         &cfg, &from, &name, &tables, checkpoint, copied, &mut tx, &board,
     )
     .await?;
+    if board
+        .snapshot()
+        .get(&name)
+        .is_none_or(|s| s.snapshot.is_none())
+    {
+        board.set_state(&name, "streaming", None);
+    }
     let result = loop {
         tokio::select! {
             _ = &mut done => break Ok(()),

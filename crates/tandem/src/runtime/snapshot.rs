@@ -174,6 +174,8 @@ pub async fn copy(
             "resuming an interrupted initial copy"
         );
     }
+    // Committed tables are counted by the applier from here on.
+    board.update(direction, |s| s.snapshot = None);
     for (i, table) in plan.tables.iter().enumerate() {
         let Some(schema) = reader.schema(table) else {
             return Err(StageError::definite(
@@ -194,6 +196,8 @@ pub async fn copy(
         let show = |done: u64, total: Option<u64>, rate: f64| {
             board.update(direction, |s| {
                 s.state = "snapshot".into();
+                // Tables committed on the target: the applier's count once it has one.
+                let tables_done = s.snapshot.as_ref().map_or(tables_done, |x| x.tables_done);
                 s.snapshot = Some(SnapshotStatus {
                     table: table.to_string(),
                     rows_done: done,
@@ -254,10 +258,8 @@ pub async fn copy(
         info!(direction, %table, rows = done, seconds = format!("{secs:.1}"), rows_per_second = (done as f64 / secs.max(0.001)) as u64, "snapshot of table done");
     }
     reader.finish().await?;
-    board.update(direction, |s| {
-        s.snapshot = None;
-        s.state = "streaming".into();
-    });
+    // `streaming` follows when the applier has committed the last table
+    // (`StatusBoard::snapshot_table_committed`).
     Ok(())
 }
 
