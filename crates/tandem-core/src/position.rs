@@ -401,8 +401,9 @@ impl fmt::Display for GtidSet {
 pub enum Position {
     /// PostgreSQL: the end LSN of a commit (what the slot is acknowledged with).
     PgLsn { lsn: Lsn },
-    /// MySQL/MariaDB: the GTID state after a transaction, plus the file/offset it ended at
-    /// (informational; the GTID state is what orders and resumes).
+    /// MySQL/MariaDB: the GTID state after a transaction, plus the file/offset it ended at.
+    /// The GTID state is what resumes and orders first; equal states are ordered by the
+    /// file/offset (they run ahead of the state while an XA transaction is prepared).
     MySqlGtid {
         gtid: GtidSet,
         file: Option<String>,
@@ -420,8 +421,34 @@ impl Position {
     pub fn try_cmp(&self, other: &Position) -> Result<Ordering, PositionError> {
         match (self, other) {
             (Position::PgLsn { lsn: a }, Position::PgLsn { lsn: b }) => Ok(a.cmp(b)),
-            (Position::MySqlGtid { gtid: a, .. }, Position::MySqlGtid { gtid: b, .. }) => {
-                a.try_cmp(b)
+            (
+                Position::MySqlGtid {
+                    gtid: a,
+                    file: fa,
+                    pos: pa,
+                },
+                Position::MySqlGtid {
+                    gtid: b,
+                    file: fb,
+                    pos: pb,
+                },
+            ) => {
+                // Equal states: the file/offset orders them. They differ while the MySQL
+                // source holds its state before a prepared XA transaction (see
+                // tandem-mysql's source docs), and later groups must still count as ahead.
+                let by_state = a.try_cmp(b)?;
+                let by_offset = match (fa, pa, fb, pb) {
+                    (Some(fa), Some(pa), Some(fb), Some(pb)) => {
+                        match (split_binlog_name(fa), split_binlog_name(fb)) {
+                            (Some((ba, na)), Some((bb, nb))) if ba == bb => {
+                                na.cmp(&nb).then(pa.cmp(pb))
+                            }
+                            _ => Ordering::Equal,
+                        }
+                    }
+                    _ => Ordering::Equal,
+                };
+                Ok(by_state.then(by_offset))
             }
             (
                 Position::MySqlFile { file: fa, pos: pa },
@@ -550,6 +577,32 @@ mod tests {
             pos: None,
         };
         assert_eq!(d.try_cmp(&pa).unwrap(), Ordering::Less);
+    }
+
+    #[test]
+    fn equal_gtid_states_are_ordered_by_file_and_offset() {
+        let at = |file: Option<&str>, pos: Option<u64>| Position::MySqlGtid {
+            gtid: GtidSet::parse("0-1-10").unwrap(),
+            file: file.map(str::to_owned),
+            pos,
+        };
+        let p1 = at(Some("binlog.000002"), Some(900));
+        let p2 = at(Some("binlog.000002"), Some(1200));
+        let p3 = at(Some("binlog.000003"), Some(300));
+        assert_eq!(p1.try_cmp(&p2).unwrap(), Ordering::Less);
+        assert_eq!(p3.try_cmp(&p2).unwrap(), Ordering::Greater);
+        assert!(
+            !p2.is_at_or_before(&p1).unwrap(),
+            "a later group is not applied yet"
+        );
+        assert_eq!(at(None, None).try_cmp(&p1).unwrap(), Ordering::Equal);
+        // The state still decides first.
+        let later = Position::MySqlGtid {
+            gtid: GtidSet::parse("0-1-11").unwrap(),
+            file: Some("binlog.000001".into()),
+            pos: Some(4),
+        };
+        assert_eq!(later.try_cmp(&p3).unwrap(), Ordering::Greater);
     }
 
     #[test]

@@ -41,6 +41,40 @@
 //!   transaction has been sent).
 //!
 //! Dropped transactions surface as [`SourceEvent::Progress`].
+//!
+//! XA transactions: `XA START … XA END; XA PREPARE` is written to the binlog at PREPARE
+//! time as its own event group (MariaDB flags its GTID event `FL_PREPARED_XA`; MySQL
+//! opens it with an `XA START` query), rows included, ending in XA_PREPARE (38); the later
+//! `XA COMMIT xid` / `XA ROLLBACK xid` is a second group holding one query. The rows take
+//! effect only at the commit, so the reader holds a prepared group's rows, keyed by xid,
+//! and delivers them as one whole transaction at the `XA COMMIT`'s position (origin: the
+//! PREPARE group's GTID); `XA ROLLBACK` discards them. `XA COMMIT … ONE PHASE` is an
+//! ordinary BEGIN…XID group on MariaDB and an XA_PREPARE with `one_phase` set on MySQL:
+//! both are ordinary transactions. Held rows of all prepared transactions together are
+//! capped ([`SourceOptions::xa_held_rows`]); past the cap the stream stops with a definite
+//! error naming the xid, never dropping or splitting the transaction.
+//!
+//! Positions with prepared XA transactions pending: a restart must read each pending
+//! PREPARE again, or its rows would be lost; and it must not deliver again what was
+//! delivered after that PREPARE. The `XA COMMIT`'s own position includes both its GTID
+//! and the PREPARE's.
+//! - MySQL (GTID set): the PREPARE group's GTID joins the executed set only at its commit
+//!   or rollback. Positions meanwhile carry a set with that hole; the server, which skips
+//!   exactly the transactions in the set, sends the PREPARE again and nothing else.
+//! - MariaDB (one sequence number per domain, no holes): while any PREPARE is pending,
+//!   every `Commit` and `Progress` carries as its GTID state the state *before the oldest
+//!   pending PREPARE group* (where to resume reading), and as its `file`/`pos` the end of
+//!   the last group read (how far effects were delivered; [`Position::try_cmp`] orders
+//!   equal states by it, so later groups still count as new). On start, when this server's
+//!   state at that file/offset (`BINLOG_GTID_POS`) is ahead of the position's, the groups
+//!   up to it are read again but not delivered ("replayed"): their GTIDs advance the
+//!   state, ordinary ones are dropped, a replayed PREPARE is held again, a replayed
+//!   `XA COMMIT` discards what it committed. Positions report the replayed file/offset
+//!   until the stream passes it, so a checkpoint never moves back.
+//! - A stream positioned by file only (MySQL with GTIDs off) cannot hold its position back:
+//!   there a restart between PREPARE and COMMIT loses the prepared rows, and the
+//!   `XA COMMIT` logs a warning naming the xid (as it does for a transaction prepared
+//!   before a snapshot's position).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,7 +95,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::binlog::catalog_cache::CatalogCache;
-use crate::binlog::events::{self, MariaGtid, MySqlGtid, Query, QueryKind, Rotate};
+use crate::binlog::events::{self, MariaGtid, MySqlGtid, Query, QueryKind, Rotate, XaPrepare, Xid};
 use crate::binlog::rows::RowsEvent;
 use crate::binlog::schema::TableDecoder;
 use crate::binlog::table_map::TableMap;
@@ -75,6 +109,9 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
 /// Most events sent over the channel in one message.
 pub const BATCH_EVENTS: usize = 256;
+/// Default cap on the rows held for prepared, not yet committed, XA transactions (all of
+/// them together).
+pub const DEFAULT_XA_HELD_ROWS: usize = 100_000;
 
 /// One message of the reader task: events in stream order, or the error that ended it.
 type Batch = Result<Vec<SourceEvent>, StageError>;
@@ -91,6 +128,8 @@ pub struct SourceOptions {
     pub databases: Vec<String>,
     /// Also ask the server to filter `skip_replication` events (see the module docs).
     pub server_side_skip: bool,
+    /// Most rows held in memory for prepared XA transactions awaiting `XA COMMIT`.
+    pub xa_held_rows: usize,
 }
 
 impl SourceOptions {
@@ -102,6 +141,7 @@ impl SourceOptions {
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             databases: ep.database().into_iter().collect(),
             server_side_skip: false,
+            xa_held_rows: DEFAULT_XA_HELD_ROWS,
         }
     }
 }
@@ -171,11 +211,13 @@ impl MySqlSource {
                 } else {
                     gtid.clone()
                 };
-                let st = StreamState::new(
+                let replay_until = held_back_until(&mut dump, &gtid, file, *pos).await?;
+                let mut st = StreamState::new(
                     Some(gtid),
                     file.clone().unwrap_or_default(),
                     pos.unwrap_or(4),
                 );
+                st.replay_until = replay_until;
                 (st, BinlogStreamRequest::new(opts.server_id))
             }
             Position::MySqlGtid {
@@ -249,6 +291,8 @@ impl MySqlSource {
             tables: HashMap::new(),
             out: tx,
             pending: Vec::with_capacity(BATCH_EVENTS),
+            prepared: Vec::new(),
+            held_rows: 0,
         };
         let task = tokio::spawn(reader.run(stream));
         Ok(MySqlSource {
@@ -263,6 +307,43 @@ impl MySqlSource {
     pub fn acknowledged(&self) -> Option<&Position> {
         self.acknowledged.as_ref()
     }
+}
+
+/// Where the replay of a held-back MariaDB position ends (see the module docs): its
+/// file/offset, when this server's GTID state there is ahead of the position's state.
+///
+/// Asking the server (`BINLOG_GTID_POS`, which reads that binlog file up to the offset)
+/// rather than trusting the file/offset keeps a position from another server (after a
+/// failover, whose binlog files differ) from suppressing anything: there the file is
+/// missing or its state unrelated, and nothing is replayed.
+async fn held_back_until(
+    conn: &mut Conn,
+    gtid: &GtidSet,
+    file: &Option<String>,
+    pos: Option<u64>,
+) -> Result<Option<(String, u64)>, StageError> {
+    let (Some(file), Some(pos)) = (file, pos) else {
+        return Ok(None);
+    };
+    if gtid.is_empty() {
+        return Ok(None);
+    }
+    let there: Option<Option<String>> = conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), pos))
+        .await
+        .map_err(|e| classify("Reading BINLOG_GTID_POS of the resume position", e))?;
+    let Some(Ok(there)) = there.flatten().map(|t| GtidSet::parse(&t)) else {
+        return Ok(None);
+    };
+    let state_only = |gtid: GtidSet| Position::MySqlGtid {
+        gtid,
+        file: None,
+        pos: None,
+    };
+    let ahead = state_only(there)
+        .try_cmp(&state_only(gtid.clone()))
+        .is_ok_and(|o| o == std::cmp::Ordering::Greater);
+    Ok(ahead.then(|| (file.clone(), pos)))
 }
 
 /// A MySQL GTID set as `COM_BINLOG_DUMP_GTID` carries it (intervals end-exclusive).
@@ -356,6 +437,12 @@ struct StreamState {
     checksum_in_fake_rotate: bool,
     /// Position last reported by a `Commit` or `Progress`.
     reported: Option<Position>,
+    /// While prepared XA transactions are pending: the GTID state before the oldest
+    /// PREPARE group, reported instead of `gtid` (see the module docs).
+    held_gtid: Option<GtidSet>,
+    /// After a restart: groups ending at or before this file/offset were delivered
+    /// already (see the module docs). Cleared at the first group past it.
+    replay_until: Option<(String, u64)>,
 }
 
 impl StreamState {
@@ -367,22 +454,51 @@ impl StreamState {
             seen_fde: false,
             checksum_in_fake_rotate: false,
             reported: None,
+            held_gtid: None,
+            replay_until: None,
         }
     }
 
     fn position(&self) -> Position {
-        match &self.gtid {
+        let (file, pos) = match &self.replay_until {
+            Some((f, p)) => (f.clone(), *p),
+            None => (self.file.clone(), self.pos),
+        };
+        match self.held_gtid.as_ref().or(self.gtid.as_ref()) {
             Some(g) => Position::MySqlGtid {
                 gtid: g.clone(),
-                file: Some(self.file.clone()),
-                pos: Some(self.pos),
+                file: Some(file),
+                pos: Some(pos),
             },
-            None => Position::MySqlFile {
-                file: self.file.clone(),
-                pos: self.pos,
-            },
+            None => Position::MySqlFile { file, pos },
         }
     }
+
+    /// Whether the group whose first event ends at the current offset was delivered
+    /// before a restart; clears the replay mark once past it.
+    fn replaying(&mut self) -> bool {
+        let Some((file, pos)) = &self.replay_until else {
+            return false;
+        };
+        let before = if *file == self.file {
+            self.pos <= *pos
+        } else {
+            match (binlog_number(&self.file), binlog_number(file)) {
+                (Some((base_a, a)), Some((base_b, b))) if base_a == base_b => a < b,
+                _ => false,
+            }
+        };
+        if !before {
+            self.replay_until = None;
+        }
+        before
+    }
+}
+
+/// `binlog.000042` as (`binlog`, 42).
+fn binlog_number(name: &str) -> Option<(&str, u64)> {
+    let (base, num) = name.rsplit_once('.')?;
+    Some((base, num.parse().ok()?))
 }
 
 /// The GTID that opened an event group.
@@ -410,8 +526,40 @@ struct OpenTx {
     standalone: bool,
     /// Own (skip_replication or marker) transaction: read to its end, emit nothing.
     dropped: bool,
+    /// Delivered before a restart (see the module docs): read, emit nothing.
+    replayed: bool,
+    /// Rows seen (and `Begin` sent, unless the rows are held).
     begun: bool,
     start_time: Option<DateTime<Utc>>,
+    /// The first half of an XA transaction: rows are held in `held`, not streamed.
+    xa: bool,
+    xid: Option<Xid>,
+    held: Vec<Change>,
+}
+
+impl OpenTx {
+    fn opened(gtid: Option<TxGtid>, at: DateTime<Utc>) -> OpenTx {
+        OpenTx {
+            gtid,
+            start_time: Some(at),
+            ..OpenTx::default()
+        }
+    }
+}
+
+/// A prepared XA transaction awaiting its `XA COMMIT` or `XA ROLLBACK`.
+struct Prepared {
+    xid: Xid,
+    /// MariaDB: the GTID state before its PREPARE group, where a restart resumes to read
+    /// it again.
+    resume: Option<GtidSet>,
+    /// MySQL: the PREPARE group's GTID, added to the executed set only at the commit or
+    /// rollback, so that a restart is sent the PREPARE again.
+    deferred: Option<TxGtid>,
+    origin: Option<String>,
+    changes: Vec<Change>,
+    /// Own transaction (or one of a database not read): nothing to deliver.
+    dropped: bool,
 }
 
 /// A table id's decoder and the TABLE_MAP bytes it was built from.
@@ -429,6 +577,10 @@ struct Reader {
     out: mpsc::Sender<Batch>,
     /// Events not sent yet (see the module docs for when they are).
     pending: Vec<SourceEvent>,
+    /// Prepared XA transactions, oldest PREPARE first.
+    prepared: Vec<Prepared>,
+    /// Rows held in `prepared` and in the open XA group.
+    held_rows: usize,
 }
 
 /// Why the read loop ended.
@@ -516,11 +668,8 @@ impl Reader {
         self.flush().await
     }
 
-    /// End of a group: record its GTID, then `Commit` or `Progress`.
-    async fn finish(&mut self, tx: Option<OpenTx>, at: DateTime<Utc>) -> Result<(), Stop> {
-        let Some(tx) = tx else {
-            return self.progress(at).await;
-        };
+    /// Add a group's GTID to the state.
+    fn record_gtid(&mut self, tx: &OpenTx) -> Result<(), Stop> {
         match tx.gtid {
             Some(TxGtid::MariaDb {
                 domain,
@@ -553,7 +702,31 @@ impl Reader {
             }
             None => {}
         }
-        if tx.begun && !tx.dropped {
+        Ok(())
+    }
+
+    /// End of a group: record its GTID, then `Commit` or `Progress`.
+    async fn finish(&mut self, tx: Option<OpenTx>, at: DateTime<Utc>) -> Result<(), Stop> {
+        let Some(mut tx) = tx else {
+            return self.progress(at).await;
+        };
+        self.record_gtid(&tx)?;
+        if tx.xa {
+            // Held rows of a group that ended as a whole (MySQL's one-phase XA commit).
+            self.held_rows = self.held_rows.saturating_sub(tx.held.len());
+            if tx.begun && !tx.dropped && !tx.replayed {
+                let begin = TxBegin {
+                    commit_time: tx.start_time,
+                    origin: tx.gtid.as_ref().map(TxGtid::origin),
+                    snapshot: false,
+                };
+                self.send(SourceEvent::Begin(begin)).await?;
+                for change in std::mem::take(&mut tx.held) {
+                    self.send(SourceEvent::Change(change)).await?;
+                }
+            }
+        }
+        if tx.begun && !tx.dropped && !tx.replayed {
             let position = self.state.position();
             self.state.reported = Some(position.clone());
             self.send(SourceEvent::Commit(TxCommit {
@@ -565,6 +738,116 @@ impl Reader {
         } else {
             self.progress(at).await
         }
+    }
+
+    /// XA_PREPARE: the group's rows wait for their `XA COMMIT`.
+    async fn prepare(
+        &mut self,
+        tx: Option<OpenTx>,
+        xid: Xid,
+        at: DateTime<Utc>,
+    ) -> Result<(), Stop> {
+        let tx = tx.unwrap_or_default();
+        if self.prepared.iter().any(|p| p.xid == xid) {
+            return Err(StageError::definite(
+                format!("XA transaction {xid} was prepared twice in the binlog without a commit or rollback between"),
+                "report it with the binlog position; tandem stops rather than guess which one commits",
+            )
+            .into());
+        }
+        let (resume, deferred) = match (&tx.gtid, &self.state.gtid) {
+            (Some(g @ TxGtid::MySql(_)), Some(_)) => (None, Some(*g)),
+            (Some(TxGtid::MariaDb { .. }), state) => (state.clone(), None),
+            _ => (None, None),
+        };
+        if deferred.is_none() {
+            self.record_gtid(&tx)?;
+        }
+        self.prepared.push(Prepared {
+            xid,
+            resume,
+            deferred,
+            origin: tx.gtid.as_ref().map(TxGtid::origin),
+            changes: tx.held,
+            dropped: tx.dropped,
+        });
+        self.hold_back();
+        self.progress(at).await
+    }
+
+    /// `XA COMMIT` / `XA ROLLBACK` of `xid`: deliver or discard its held rows.
+    async fn complete(
+        &mut self,
+        tx: Option<OpenTx>,
+        xid: Xid,
+        commit: bool,
+        at: DateTime<Utc>,
+    ) -> Result<(), Stop> {
+        let tx = tx.unwrap_or_default();
+        self.record_gtid(&tx)?;
+        let Some(i) = self.prepared.iter().position(|p| p.xid == xid) else {
+            if !tx.replayed {
+                // Prepared before the stream's start (a snapshot taken, or a file-positioned
+                // stream restarted, between PREPARE and COMMIT): its rows were never read.
+                tracing::warn!(
+                    xid = %xid,
+                    commit,
+                    "xa transaction completed whose prepare tandem did not read; its rows are not delivered, compare the tables with tandem verify"
+                );
+            }
+            return self.progress(at).await;
+        };
+        let p = self.prepared.remove(i);
+        if let Some(g) = p.deferred {
+            self.record_gtid(&OpenTx::opened(Some(g), at))?;
+        }
+        self.held_rows = self.held_rows.saturating_sub(p.changes.len());
+        self.hold_back();
+        if !commit || p.dropped || tx.replayed || p.changes.is_empty() {
+            return self.progress(at).await;
+        }
+        let begin = TxBegin {
+            commit_time: Some(at),
+            origin: p.origin,
+            snapshot: false,
+        };
+        self.send(SourceEvent::Begin(begin)).await?;
+        for change in p.changes {
+            self.send(SourceEvent::Change(change)).await?;
+        }
+        let position = self.state.position();
+        self.state.reported = Some(position.clone());
+        self.send(SourceEvent::Commit(TxCommit {
+            position,
+            commit_time: at,
+        }))
+        .await?;
+        self.flush().await
+    }
+
+    /// Report positions from before the oldest pending PREPARE (see the module docs).
+    fn hold_back(&mut self) {
+        self.state.held_gtid = self.prepared.iter().find_map(|p| p.resume.clone());
+    }
+
+    /// A new group starts: the previous one must have ended.
+    fn open(&mut self, tx: &mut Option<OpenTx>, next: OpenTx) -> Result<(), Stop> {
+        if let Some(old) = tx.as_ref() {
+            if old.begun && !old.dropped && !old.replayed {
+                return Err(StageError::definite(
+                    format!(
+                        "A binlog transaction with rows ended without COMMIT, XID or XA PREPARE before the next event group at {}:{}",
+                        self.state.file, self.state.pos
+                    ),
+                    "report it with the binlog position; tandem stops rather than deliver half a transaction",
+                )
+                .into());
+            }
+        }
+        let mut next = next;
+        next.replayed = self.state.replaying();
+        *tx = Some(next);
+        Ok(())
     }
 
     async fn handle(
@@ -597,13 +880,9 @@ impl Reader {
                 let anonymous = header.type_code == et::MYSQL_ANONYMOUS_GTID;
                 let g = MySqlGtid::parse(data, anonymous).map_err(binlog_error)?;
                 // A transaction's BEGIN clears `standalone`; DDL has none.
-                *tx = Some(OpenTx {
-                    gtid: (!anonymous).then_some(TxGtid::MySql(g)),
-                    standalone: true,
-                    dropped: false,
-                    begun: false,
-                    start_time: Some(at),
-                });
+                let mut next = OpenTx::opened((!anonymous).then_some(TxGtid::MySql(g)), at);
+                next.standalone = true;
+                self.open(tx, next)?;
             }
             et::MYSQL_PREVIOUS_GTIDS => {
                 let previous = events::parse_previous_gtids(data).map_err(binlog_error)?;
@@ -619,17 +898,17 @@ impl Reader {
             }
             et::MARIADB_GTID => {
                 let g = MariaGtid::parse(data).map_err(binlog_error)?;
-                *tx = Some(OpenTx {
-                    gtid: Some(TxGtid::MariaDb {
-                        domain: g.domain,
-                        server: header.server_id,
-                        seq: g.seq,
-                    }),
-                    standalone: g.standalone(),
-                    dropped: header.skip_replication(),
-                    begun: false,
-                    start_time: Some(at),
-                });
+                let gtid = TxGtid::MariaDb {
+                    domain: g.domain,
+                    server: header.server_id,
+                    seq: g.seq,
+                };
+                let mut next = OpenTx::opened(Some(gtid), at);
+                next.standalone = g.standalone();
+                next.dropped = header.skip_replication();
+                next.xa = g.prepared_xa();
+                next.xid = g.xid;
+                self.open(tx, next)?;
             }
             et::MARIADB_GTID_LIST => {
                 let list = events::parse_gtid_list(data).map_err(binlog_error)?;
@@ -648,13 +927,25 @@ impl Reader {
                 match q.kind() {
                     QueryKind::Begin => match tx {
                         Some(open) => open.standalone = false,
-                        None => {
-                            *tx = Some(OpenTx {
-                                start_time: Some(at),
-                                ..OpenTx::default()
-                            })
-                        }
+                        None => self.open(tx, OpenTx::opened(None, at))?,
                     },
+                    QueryKind::XaStart => {
+                        let xid = q.xid().map_err(binlog_error)?;
+                        if tx.is_none() {
+                            self.open(tx, OpenTx::opened(None, at))?;
+                        }
+                        if let Some(open) = tx.as_mut() {
+                            open.standalone = false;
+                            open.xa = true;
+                            open.xid = Some(xid);
+                        }
+                    }
+                    QueryKind::XaCommit | QueryKind::XaRollback => {
+                        let xid = q.xid().map_err(binlog_error)?;
+                        let t = tx.take();
+                        let commit = q.kind() == QueryKind::XaCommit;
+                        self.complete(t, xid, commit, at).await?;
+                    }
                     QueryKind::Commit | QueryKind::Rollback => {
                         let t = tx.take();
                         self.finish(t, at).await?;
@@ -676,6 +967,15 @@ impl Reader {
                 let t = tx.take();
                 self.finish(t, at).await?;
             }
+            et::XA_PREPARE => {
+                let p = XaPrepare::parse(data).map_err(binlog_error)?;
+                let t = tx.take();
+                if p.one_phase {
+                    self.finish(t, at).await?;
+                } else {
+                    self.prepare(t, p.xid, at).await?;
+                }
+            }
             et::TABLE_MAP => self.table_map(data).await?,
             et::WRITE_ROWS_V1
             | et::UPDATE_ROWS_V1
@@ -683,14 +983,17 @@ impl Reader {
             | et::WRITE_ROWS_V2
             | et::UPDATE_ROWS_V2
             | et::DELETE_ROWS_V2 => {
-                let open = tx.get_or_insert_with(|| OpenTx {
-                    start_time: Some(at),
-                    ..OpenTx::default()
-                });
+                if tx.is_none() {
+                    self.open(tx, OpenTx::opened(None, at))?;
+                }
+                let Some(open) = tx.as_mut() else {
+                    return Ok(());
+                };
                 if header.skip_replication() {
                     open.dropped = true;
                 }
-                if open.dropped {
+                // A replayed prepared group is held again: its commit may be ahead.
+                if open.dropped || (open.replayed && !open.xa) {
                     return Ok(());
                 }
                 let rows = RowsEvent::parse(header.type_code, data).map_err(binlog_error)?;
@@ -723,6 +1026,30 @@ impl Reader {
                 decoder
                     .decode_rows(&rows, |row| changes.push(row))
                     .map_err(binlog_error)?;
+                if open.xa {
+                    let held = self.held_rows.saturating_add(changes.len());
+                    if held > self.opts.xa_held_rows {
+                        let xid = open
+                            .xid
+                            .as_ref()
+                            .map_or_else(|| "(xid unknown)".to_owned(), Xid::to_string);
+                        return Err(StageError::definite(
+                            format!(
+                                "Prepared XA transactions hold more than {} rows; XA transaction {xid} passed the limit",
+                                self.opts.xa_held_rows
+                            ),
+                            "tandem keeps a prepared XA transaction's rows in memory until its XA COMMIT and never splits it: commit or roll back long-prepared XA transactions (XA RECOVER lists them), or raise the source's xa_held_rows limit above the largest XA transaction, then restart",
+                        )
+                        .into());
+                    }
+                    self.held_rows = held;
+                    open.begun = true;
+                    open.held.extend(changes.into_iter().map(|row| Change {
+                        table: decoder.schema.clone(),
+                        row,
+                    }));
+                    return Ok(());
+                }
                 if !open.begun {
                     open.begun = true;
                     let origin = open.gtid.as_ref().map(TxGtid::origin);

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
-use tandem_mysql::binlog::events::{self, MariaGtid, MySqlGtid, Query, Rotate};
+use tandem_mysql::binlog::events::{self, MariaGtid, MySqlGtid, Query, Rotate, XaPrepare, Xid};
 use tandem_mysql::binlog::json;
 use tandem_mysql::binlog::rows::RowsEvent;
 use tandem_mysql::binlog::schema::TableDecoder;
@@ -117,8 +117,10 @@ proptest! {
         let _ = events::parse_gtid_list(&data);
         let _ = events::parse_binlog_checkpoint(&data);
         let _ = Rotate::parse(&data, true);
-        let _ = Query::parse(&data).map(|q| q.kind());
+        let _ = Query::parse(&data).map(|q| (q.kind(), q.xid()));
         let _ = events::parse_xid(&data);
+        let _ = XaPrepare::parse(&data);
+        let _ = Xid::parse_sql(&String::from_utf8_lossy(&data));
         let _ = MySqlGtid::parse(&data, t % 2 == 0);
         let _ = events::parse_previous_gtids(&data);
         let _ = json::to_text(&data);
@@ -131,6 +133,23 @@ proptest! {
             }
         }
         let _ = RowsEvent::parse(t, &data);
+    }
+
+    #[test]
+    fn xa_statements_and_events_never_panic(tail in ".{0,80}", verb in prop::sample::select(vec!["COMMIT", "ROLLBACK", "START"]), body in proptest::collection::vec(any::<u8>(), 0..200), flags in any::<u8>()) {
+        let mut q = vec![0u8; 8];
+        q.extend([0, 0, 0, 0, 0, 0]); // schema length, error code, status length
+        q.extend(format!("XA {verb} {tail}").as_bytes());
+        let _ = Query::parse(&q).map(|q| (q.kind(), q.xid()));
+        let _ = Xid::parse_sql(&tail);
+        let mut gtid = 7u64.to_le_bytes().to_vec();
+        gtid.extend(0u32.to_le_bytes());
+        gtid.push(flags | MariaGtid::FL_PREPARED_XA);
+        gtid.extend(&body);
+        let _ = MariaGtid::parse(&gtid);
+        let mut prep = vec![0u8];
+        prep.extend(&body);
+        let _ = XaPrepare::parse(&prep);
     }
 
     #[test]

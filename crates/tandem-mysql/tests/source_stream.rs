@@ -455,3 +455,283 @@ async fn a_marker_mode_sinks_own_transactions_never_come_out() {
         "tandem's transaction is counted in the state"
     );
 }
+
+/// The ids inserted by a transaction's changes, in order.
+fn inserted_ids(changes: &[Change]) -> Vec<Value> {
+    changes
+        .iter()
+        .map(|c| match &c.row {
+            RowChange::Insert { new } => vals(new)[0].clone(),
+            other => panic!("insert expected, got {other:?}"),
+        })
+        .collect()
+}
+
+async fn xa_db(maria: &MariaInstance, name: &str) -> TestDb {
+    let db = maria.create_database(name).await.unwrap();
+    maria
+        .sql(
+            &db.name,
+            "CREATE TABLE t (id INT PRIMARY KEY); CREATE TABLE o (id INT PRIMARY KEY);",
+        )
+        .await
+        .unwrap();
+    db
+}
+
+/// `XA START … XA PREPARE` of `ids` into `t` under xid `xid`.
+async fn xa_prepare(maria: &MariaInstance, db: &TestDb, xid: &str, ids: &[i32]) {
+    let values: Vec<String> = ids.iter().map(|i| format!("({i})")).collect();
+    maria
+        .sql(
+            &db.name,
+            &format!(
+                "XA START '{xid}'; INSERT INTO t VALUES {}; XA END '{xid}'; XA PREPARE '{xid}';",
+                values.join(", ")
+            ),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_prepared_xa_transaction_comes_out_whole_at_its_commit_after_others() {
+    let maria = shared_maria().await;
+    let db = xa_db(maria, "src_xa_commit").await;
+    let before = seq(
+        &Position::MySqlGtid {
+            gtid: gtid_pos(maria).await,
+            file: None,
+            pos: None,
+        },
+        0,
+    );
+    let mut src = start(maria, &db, Duration::from_secs(1)).await;
+    xa_prepare(maria, &db, "x1", &[1, 2]).await;
+    // An ordinary transaction between PREPARE and COMMIT comes through first, and its
+    // position stays before the pending PREPARE (a restart must read it again).
+    maria
+        .sql(&db.name, "INSERT INTO o VALUES (10);")
+        .await
+        .unwrap();
+    let (_, changes, commit) = next_tx(&mut src).await;
+    assert_eq!(changes[0].table.table.name, "o");
+    assert_eq!(inserted_ids(&changes), [Value::Int(10)]);
+    assert_eq!(seq(&commit.position, 0), before, "held before the PREPARE");
+    match &commit.position {
+        Position::MySqlGtid {
+            file: Some(_),
+            pos: Some(p),
+            ..
+        } => assert!(*p > 4),
+        other => panic!("{other:?}"),
+    }
+
+    maria.sql(&db.name, "XA COMMIT 'x1';").await.unwrap();
+    let (begin, changes, commit) = next_tx(&mut src).await;
+    assert!(begin.origin.as_deref().is_some_and(|o| o.starts_with("0-")));
+    assert_eq!(changes[0].table.table.name, "t");
+    assert_eq!(inserted_ids(&changes), [Value::Int(1), Value::Int(2)]);
+    // PREPARE, the ordinary transaction and the COMMIT: all three consumed.
+    assert_eq!(seq(&commit.position, 0), before + 3);
+    assert_eq!(
+        seq(&commit.position, 0),
+        seq(
+            &Position::MySqlGtid {
+                gtid: gtid_pos(maria).await,
+                file: None,
+                pos: None
+            },
+            0
+        )
+    );
+
+    // Exactly once: the next transaction out is the next one written.
+    maria
+        .sql(&db.name, "INSERT INTO o VALUES (11);")
+        .await
+        .unwrap();
+    let (_, changes, _) = next_tx(&mut src).await;
+    assert_eq!(inserted_ids(&changes), [Value::Int(11)]);
+}
+
+#[tokio::test]
+async fn a_rolled_back_xa_transaction_never_comes_out_and_one_phase_is_ordinary() {
+    let maria = shared_maria().await;
+    let db = xa_db(maria, "src_xa_rollback").await;
+    let mut src = start(maria, &db, Duration::from_secs(1)).await;
+    xa_prepare(maria, &db, "r1", &[1, 2]).await;
+    maria.sql(&db.name, "XA ROLLBACK 'r1';").await.unwrap();
+    maria
+        .sql(
+            &db.name,
+            "XA START 'p1'; INSERT INTO t VALUES (3); XA END 'p1'; XA COMMIT 'p1' ONE PHASE;",
+        )
+        .await
+        .unwrap();
+    let (_, changes, _) = next_tx(&mut src).await;
+    assert_eq!(inserted_ids(&changes), [Value::Int(3)]);
+    let after = seq(
+        &Position::MySqlGtid {
+            gtid: gtid_pos(maria).await,
+            file: None,
+            pos: None,
+        },
+        0,
+    );
+    maria
+        .sql(&db.name, "INSERT INTO o VALUES (10);")
+        .await
+        .unwrap();
+    let (_, changes, commit) = next_tx(&mut src).await;
+    assert_eq!(inserted_ids(&changes), [Value::Int(10)]);
+    // Nothing is held any more: the position is the server's.
+    assert_eq!(seq(&commit.position, 0), after + 1);
+}
+
+#[tokio::test]
+async fn a_restart_between_prepare_and_commit_delivers_the_xa_rows_once() {
+    let maria = shared_maria().await;
+    let db = xa_db(maria, "src_xa_restart").await;
+    let mut src = start(maria, &db, Duration::from_secs(1)).await;
+    xa_prepare(maria, &db, "s1", &[1, 2, 3]).await;
+    maria
+        .sql(&db.name, "INSERT INTO o VALUES (10);")
+        .await
+        .unwrap();
+    maria
+        .sql(&db.name, "INSERT INTO o VALUES (11);")
+        .await
+        .unwrap();
+    // The pipeline applies the first ordinary transaction, then the source restarts.
+    let (_, changes, applied) = next_tx(&mut src).await;
+    assert_eq!(inserted_ids(&changes), [Value::Int(10)]);
+    let (_, changes, _) = next_tx(&mut src).await;
+    assert_eq!(inserted_ids(&changes), [Value::Int(11)]);
+    drop(src);
+
+    let ep = endpoint(db.url());
+    let mut src = MySqlSource::start(
+        &ep,
+        None,
+        &applied.position,
+        SourceOptions::for_endpoint(&ep),
+    )
+    .await
+    .expect("source restarts");
+    // The applied transaction is not delivered again; the one after it is, and its
+    // position counts as not yet applied (the applier's "already applied" test).
+    let (_, changes, second) = next_tx(&mut src).await;
+    assert_eq!(inserted_ids(&changes), [Value::Int(11)]);
+    assert!(!second.position.is_at_or_before(&applied.position).unwrap());
+    // The prepared rows were read again and come out once, at the commit.
+    maria.sql(&db.name, "XA COMMIT 's1';").await.unwrap();
+    let (_, changes, commit) = next_tx(&mut src).await;
+    assert_eq!(
+        inserted_ids(&changes),
+        [Value::Int(1), Value::Int(2), Value::Int(3)]
+    );
+    let server = Position::MySqlGtid {
+        gtid: gtid_pos(maria).await,
+        file: None,
+        pos: None,
+    };
+    assert_eq!(seq(&commit.position, 0), seq(&server, 0));
+    maria
+        .sql(&db.name, "INSERT INTO o VALUES (12);")
+        .await
+        .unwrap();
+    let (_, changes, _) = next_tx(&mut src).await;
+    assert_eq!(inserted_ids(&changes), [Value::Int(12)]);
+
+    // A restart from the XA COMMIT's position delivers none of them again.
+    drop(src);
+    let mut src = MySqlSource::start(
+        &ep,
+        None,
+        &commit.position,
+        SourceOptions::for_endpoint(&ep),
+    )
+    .await
+    .expect("source restarts");
+    maria
+        .sql(&db.name, "INSERT INTO o VALUES (13);")
+        .await
+        .unwrap();
+    let (_, changes, _) = next_tx(&mut src).await;
+    assert_eq!(inserted_ids(&changes), [Value::Int(12)]);
+    let (_, changes, _) = next_tx(&mut src).await;
+    assert_eq!(inserted_ids(&changes), [Value::Int(13)]);
+}
+
+#[tokio::test]
+async fn a_held_back_position_from_another_servers_binlog_suppresses_nothing() {
+    let maria = shared_maria().await;
+    let db = xa_db(maria, "src_xa_failover").await;
+    let mut src = start(maria, &db, Duration::from_secs(1)).await;
+    xa_prepare(maria, &db, "f1", &[1]).await;
+    maria
+        .sql(&db.name, "INSERT INTO o VALUES (10);")
+        .await
+        .unwrap();
+    let (_, _, applied) = next_tx(&mut src).await;
+    drop(src);
+    // The same GTID state, with a file/offset this server's binlog does not have (as after
+    // a failover): the stream cannot tell what was delivered, so it delivers again rather
+    // than lose anything.
+    let Position::MySqlGtid { gtid, .. } = applied.position else {
+        panic!("{applied:?}")
+    };
+    let elsewhere = Position::MySqlGtid {
+        gtid,
+        file: Some("binlog.999999".into()),
+        pos: Some(4),
+    };
+    let ep = endpoint(db.url());
+    let mut src = MySqlSource::start(&ep, None, &elsewhere, SourceOptions::for_endpoint(&ep))
+        .await
+        .expect("source restarts");
+    let (_, changes, _) = next_tx(&mut src).await;
+    assert_eq!(inserted_ids(&changes), [Value::Int(10)]);
+    maria.sql(&db.name, "XA COMMIT 'f1';").await.unwrap();
+    let (_, changes, _) = next_tx(&mut src).await;
+    assert_eq!(inserted_ids(&changes), [Value::Int(1)]);
+}
+
+#[tokio::test]
+async fn prepared_xa_rows_past_the_cap_are_a_definite_error_naming_the_xid() {
+    let maria = shared_maria().await;
+    let db = xa_db(maria, "src_xa_cap").await;
+    let from = Position::MySqlGtid {
+        gtid: gtid_pos(maria).await,
+        file: None,
+        pos: None,
+    };
+    let ep = endpoint(db.url());
+    let mut opts = SourceOptions::for_endpoint(&ep);
+    opts.xa_held_rows = 2;
+    let mut src = MySqlSource::start(&ep, None, &from, opts).await.unwrap();
+    xa_prepare(maria, &db, "c1", &[1, 2]).await;
+    xa_prepare(maria, &db, "c2", &[3]).await;
+    let err = loop {
+        match tokio::time::timeout(WAIT, src.next_event())
+            .await
+            .expect("in time")
+        {
+            Ok(SourceEvent::Progress { .. }) => continue,
+            Ok(other) => panic!("nothing may come out of a prepared transaction: {other:?}"),
+            Err(e) => break e,
+        }
+    };
+    let text = format!("{err:?}");
+    assert!(
+        matches!(err, tandem_core::error::StageError::Definite { .. }),
+        "{text}"
+    );
+    assert!(text.contains("X'6332',X'',1"), "names the xid: {text}");
+    assert!(text.contains("xa_held_rows"), "{text}");
+    maria
+        .sql(&db.name, "XA ROLLBACK 'c1'; XA ROLLBACK 'c2';")
+        .await
+        .unwrap();
+}

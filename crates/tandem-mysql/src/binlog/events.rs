@@ -18,28 +18,191 @@ use super::cursor::Cursor;
 use super::{event_type, BinlogError};
 
 /// MariaDB GTID event (162): the start of an event group `domain-server-seq`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The flags byte also says whether the group is the first half of an XA transaction
+/// ([`MariaGtid::FL_PREPARED_XA`]: `XA START … XA END; XA PREPARE`, rows included) or its
+/// second half ([`MariaGtid::FL_COMPLETED_XA`]: `XA COMMIT`/`XA ROLLBACK`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MariaGtid {
     pub seq: u64,
     pub domain: u32,
     pub flags: u8,
+    /// The XA transaction of an XA group (either flag set).
+    pub xid: Option<Xid>,
 }
 
 impl MariaGtid {
     /// The group is one statement without BEGIN/COMMIT (DDL, non-transactional writes).
     pub const FL_STANDALONE: u8 = 1;
+    /// The group ends in XA_PREPARE (its rows take effect only at a later `XA COMMIT`).
+    pub const FL_PREPARED_XA: u8 = 64;
+    /// The group is an `XA COMMIT` or `XA ROLLBACK` of a prepared transaction.
+    pub const FL_COMPLETED_XA: u8 = 128;
 
+    /// Group commit id follows the flags.
+    const FL_GROUP_COMMIT_ID: u8 = 2;
+
+    /// Body: seq (8), domain (4), flags (1), then the group commit id (8) if flagged, then
+    /// for an XA group its xid: formatID (4), gtrid length (1), bqual length (1), bytes
+    /// (MariaDB's `Gtid_log_event::write`).
     pub fn parse(data: &[u8]) -> Result<MariaGtid, BinlogError> {
         let mut c = Cursor::new(data);
+        let seq = c.u64("GTID sequence number")?;
+        let domain = c.u32("GTID domain id")?;
+        let flags = c.u8("GTID flags")?;
+        let mut xid = None;
+        if flags & (Self::FL_PREPARED_XA | Self::FL_COMPLETED_XA) != 0 {
+            if flags & Self::FL_GROUP_COMMIT_ID != 0 {
+                c.skip(8, "GTID commit id")?;
+            }
+            let format_id = i64::from(i32::from_le_bytes(c.u32("XA formatID")?.to_le_bytes()));
+            let gtrid_len = usize::from(c.u8("XA gtrid length")?);
+            let bqual_len = usize::from(c.u8("XA bqual length")?);
+            if gtrid_len > XID_PART_MAX || bqual_len > XID_PART_MAX {
+                return Err(BinlogError::invalid(
+                    "XA xid",
+                    format!("gtrid {gtrid_len} / bqual {bqual_len} bytes, over {XID_PART_MAX}"),
+                ));
+            }
+            xid = Some(Xid {
+                format_id,
+                gtrid: c.take(gtrid_len, "XA gtrid")?.to_vec(),
+                bqual: c.take(bqual_len, "XA bqual")?.to_vec(),
+            });
+        }
         Ok(MariaGtid {
-            seq: c.u64("GTID sequence number")?,
-            domain: c.u32("GTID domain id")?,
-            flags: c.u8("GTID flags")?,
+            seq,
+            domain,
+            flags,
+            xid,
         })
     }
 
     pub fn standalone(&self) -> bool {
         self.flags & Self::FL_STANDALONE != 0
+    }
+
+    pub fn prepared_xa(&self) -> bool {
+        self.flags & Self::FL_PREPARED_XA != 0
+    }
+}
+
+/// An XA transaction id: `formatID`, global transaction id and branch qualifier (each
+/// 0–64 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Xid {
+    pub format_id: i64,
+    pub gtrid: Vec<u8>,
+    pub bqual: Vec<u8>,
+}
+
+/// Longest gtrid and bqual the XA standard (and both servers) allow.
+const XID_PART_MAX: usize = 64;
+
+impl std::fmt::Display for Xid {
+    /// The form the server logs and `XA COMMIT` accepts: `X'6131',X'',1`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("X'")?;
+        for b in &self.gtrid {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("',X'")?;
+        for b in &self.bqual {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "',{}", self.format_id)
+    }
+}
+
+impl Xid {
+    /// Parse the server's logged form `X'hex',X'hex',formatID` at the start of `text`.
+    pub fn parse_sql(text: &str) -> Result<Xid, BinlogError> {
+        fn hex_part<'t>(
+            text: &'t str,
+            what: &'static str,
+        ) -> Result<(Vec<u8>, &'t str), BinlogError> {
+            let rest = text
+                .strip_prefix("X'")
+                .or_else(|| text.strip_prefix("x'"))
+                .ok_or_else(|| BinlogError::invalid(what, "expected X'…'"))?;
+            let end = rest
+                .find('\'')
+                .ok_or_else(|| BinlogError::invalid(what, "unterminated X'…'"))?;
+            let hex = rest.get(..end).unwrap_or_default();
+            if hex.len() % 2 != 0 || hex.len() > 2 * XID_PART_MAX {
+                return Err(BinlogError::invalid(
+                    what,
+                    format!("bad length {}", hex.len()),
+                ));
+            }
+            let mut out = Vec::with_capacity(hex.len() / 2);
+            for pair in hex.as_bytes().chunks(2) {
+                let digits = std::str::from_utf8(pair).unwrap_or_default();
+                let b = u8::from_str_radix(digits, 16)
+                    .map_err(|_| BinlogError::invalid(what, "not hexadecimal"))?;
+                out.push(b);
+            }
+            Ok((out, rest.get(end + 1..).unwrap_or_default()))
+        }
+        let (gtrid, rest) = hex_part(text.trim_start(), "XA gtrid")?;
+        let rest = rest
+            .strip_prefix(',')
+            .ok_or_else(|| BinlogError::invalid("XA xid", "expected ',' after gtrid"))?;
+        let (bqual, rest) = hex_part(rest, "XA bqual")?;
+        let rest = rest
+            .strip_prefix(',')
+            .ok_or_else(|| BinlogError::invalid("XA xid", "expected ',' after bqual"))?;
+        let digits: &str = rest
+            .split(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .next()
+            .unwrap_or_default();
+        let format_id = digits.parse::<i64>().map_err(|_| {
+            BinlogError::invalid("XA formatID", format!("{digits:?} is not a number"))
+        })?;
+        Ok(Xid {
+            format_id,
+            gtrid,
+            bqual,
+        })
+    }
+}
+
+/// XA_PREPARE (38): the end of the first half of an XA transaction (`XA PREPARE`), or,
+/// on MySQL, of a whole one (`XA COMMIT … ONE PHASE`, `one_phase` set).
+///
+/// Body (MySQL's `XA_prepare_event`, MariaDB's `XA_prepare_log_event`): one_phase (1),
+/// formatID (4), gtrid length (4), bqual length (4), then gtrid and bqual bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XaPrepare {
+    pub one_phase: bool,
+    pub xid: Xid,
+}
+
+impl XaPrepare {
+    pub fn parse(data: &[u8]) -> Result<XaPrepare, BinlogError> {
+        let mut c = Cursor::new(data);
+        let one_phase = c.u8("XA one_phase")? != 0;
+        // A signed 32-bit value on the wire.
+        let format_id = i64::from(i32::from_le_bytes(c.u32("XA formatID")?.to_le_bytes()));
+        let part_len = |c: &mut Cursor<'_>, what: &'static str| -> Result<usize, BinlogError> {
+            let n = c.u32(what)?;
+            usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= XID_PART_MAX)
+                .ok_or_else(|| BinlogError::invalid(what, format!("{n} is over {XID_PART_MAX}")))
+        };
+        let gtrid_len = part_len(&mut c, "XA gtrid length")?;
+        let bqual_len = part_len(&mut c, "XA bqual length")?;
+        let gtrid = c.take(gtrid_len, "XA gtrid")?.to_vec();
+        let bqual = c.take(bqual_len, "XA bqual")?.to_vec();
+        Ok(XaPrepare {
+            one_phase,
+            xid: Xid {
+                format_id,
+                gtrid,
+                bqual,
+            },
+        })
     }
 }
 
@@ -240,7 +403,14 @@ pub enum QueryKind {
     Begin,
     Commit,
     Rollback,
-    /// `SAVEPOINT`, `XA …` and similar: no effect on rows.
+    /// `XA START xid` (MySQL; MariaDB flags the GTID event instead): the group's rows are
+    /// held until its XA_PREPARE.
+    XaStart,
+    /// `XA COMMIT xid`: a prepared transaction takes effect; ends its group.
+    XaCommit,
+    /// `XA ROLLBACK xid`: a prepared transaction is discarded; ends its group.
+    XaRollback,
+    /// `SAVEPOINT`, `XA END`, and similar: no effect on rows.
     Other,
     /// Anything else in a row-based binlog is DDL (or a statement the server chose to log
     /// as text): cached table schemas may be stale after it.
@@ -267,19 +437,43 @@ impl<'a> Query<'a> {
     pub fn kind(&self) -> QueryKind {
         let text =
             String::from_utf8_lossy(self.sql.get(..self.sql.len().min(32)).unwrap_or_default());
-        let first = text
+        let mut words = text
             .trim_start()
             .split(|c: char| !c.is_ascii_alphabetic())
-            .next()
-            .unwrap_or_default()
-            .to_ascii_uppercase();
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_uppercase);
+        let first = words.next().unwrap_or_default();
         match first.as_str() {
             "BEGIN" => QueryKind::Begin,
             "COMMIT" => QueryKind::Commit,
             "ROLLBACK" => QueryKind::Rollback,
-            "SAVEPOINT" | "XA" | "RELEASE" => QueryKind::Other,
+            "XA" => match words.next().as_deref() {
+                Some("START" | "BEGIN") => QueryKind::XaStart,
+                Some("COMMIT") => QueryKind::XaCommit,
+                Some("ROLLBACK") => QueryKind::XaRollback,
+                _ => QueryKind::Other,
+            },
+            "SAVEPOINT" | "RELEASE" => QueryKind::Other,
             _ => QueryKind::Ddl,
         }
+    }
+
+    /// The xid of an `XA START|COMMIT|ROLLBACK` statement as the server logs it
+    /// (`XA COMMIT X'6131',X'',1`).
+    pub fn xid(&self) -> Result<Xid, BinlogError> {
+        let text = std::str::from_utf8(self.sql)
+            .map_err(|_| BinlogError::invalid("XA statement", "not UTF-8"))?
+            .trim_start();
+        // Skip `XA` and the verb.
+        let mut rest = text;
+        for _ in 0..2 {
+            rest = rest.trim_start();
+            let word_end = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
+            rest = rest.get(word_end..).unwrap_or_default();
+        }
+        Xid::parse_sql(rest)
     }
 }
 
@@ -452,6 +646,78 @@ mod tests {
             assert!(e.to_string().contains("log_bin_compress=OFF"), "{e}");
         }
         assert!(check_decodable(event_type::WRITE_ROWS_V1).is_ok());
+    }
+
+    #[test]
+    fn xa_prepare_and_xa_statements_parse_and_malformed_ones_are_typed_errors() {
+        let mut d = vec![0u8]; // two-phase
+        d.extend(7u32.to_le_bytes());
+        d.extend(2u32.to_le_bytes());
+        d.extend(1u32.to_le_bytes());
+        d.extend(b"a1q");
+        let p = XaPrepare::parse(&d).unwrap();
+        assert!(!p.one_phase);
+        assert_eq!(p.xid.to_string(), "X'6131',X'71',7");
+        // Truncated data, oversized parts.
+        assert!(matches!(
+            XaPrepare::parse(&d[..d.len() - 1]),
+            Err(BinlogError::Truncated { .. })
+        ));
+        let mut big = vec![1u8];
+        big.extend(1u32.to_le_bytes());
+        big.extend(65u32.to_le_bytes());
+        big.extend(0u32.to_le_bytes());
+        big.extend([0u8; 65]);
+        assert!(matches!(
+            XaPrepare::parse(&big),
+            Err(BinlogError::Invalid { .. })
+        ));
+
+        let mut head = vec![0u8; 8];
+        head.extend([0, 0, 0, 0, 0, 0]);
+        let query = |sql: &str| {
+            let mut q = head.clone();
+            q.extend(sql.as_bytes());
+            q
+        };
+        let q = query("XA COMMIT X'6131',X'71',7");
+        let q = Query::parse(&q).unwrap();
+        assert_eq!(q.kind(), QueryKind::XaCommit);
+        assert_eq!(q.xid().unwrap(), p.xid);
+        let q = query("XA ROLLBACK X'',X'',-1");
+        let q = Query::parse(&q).unwrap();
+        assert_eq!(q.kind(), QueryKind::XaRollback);
+        assert_eq!(q.xid().unwrap().format_id, -1);
+        let q = query("XA END X'6131',X'',1");
+        assert_eq!(Query::parse(&q).unwrap().kind(), QueryKind::Other);
+        for bad in [
+            "XA COMMIT 'a1'",
+            "XA COMMIT X'613',X'',1",
+            "XA COMMIT X'6131',X'',",
+            "XA COMMIT X'zz',X'',1",
+            "XA COMMIT X'6131'",
+            "XA ROLLBACK X'6131,X'',1",
+        ] {
+            let q = query(bad);
+            let q = Query::parse(&q).unwrap();
+            assert!(
+                matches!(q.xid(), Err(BinlogError::Invalid { .. })),
+                "{bad}: {:?}",
+                q.xid()
+            );
+        }
+
+        // MariaDB's GTID of a prepared XA group carries the xid.
+        let mut g = 9u64.to_le_bytes().to_vec();
+        g.extend(0u32.to_le_bytes());
+        g.push(MariaGtid::FL_PREPARED_XA);
+        g.extend(1u32.to_le_bytes());
+        g.extend([2, 0]);
+        g.extend(b"a1");
+        let parsed = MariaGtid::parse(&g).unwrap();
+        assert!(parsed.prepared_xa());
+        assert_eq!(parsed.xid.unwrap().to_string(), "X'6131',X'',1");
+        assert!(MariaGtid::parse(&g[..g.len() - 1]).is_err());
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub mod event_type {
     pub const MYSQL_ANONYMOUS_GTID: u8 = 34;
     /// MySQL: the GTIDs of all earlier binlog files, at the start of each file.
     pub const MYSQL_PREVIOUS_GTIDS: u8 = 35;
+    /// XA PREPARE (MySQL and MariaDB ≥ 10.5): ends the first half of an XA transaction.
+    pub const XA_PREPARE: u8 = 38;
     /// MySQL: rows event of `binlog_row_value_options=PARTIAL_JSON` (JSON diffs only).
     pub const MYSQL_PARTIAL_UPDATE_ROWS: u8 = 39;
     /// MySQL: a compressed transaction (`binlog_transaction_compression=ON`).
