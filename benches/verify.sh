@@ -10,6 +10,7 @@ set -euo pipefail
 ROWS=${1:-5000000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR=$(mktemp -d /tmp/tandem-verify-bench.XXXXXX)
+chmod 755 "$DIR"   # PostgreSQL runs as `postgres` when we are root: it must reach its data dir
 cargo build --release -q -p tandem -p tandem-testkit --manifest-path "$ROOT/Cargo.toml"
 "$ROOT/target/release/tandem-kit" up --dir "$DIR" >"$DIR/kit.log" 2>&1 &
 KIT=$!
