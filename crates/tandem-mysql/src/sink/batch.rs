@@ -218,17 +218,10 @@ pub(super) fn match_bucket<'a>(key: impl IntoIterator<Item = &'a Value>) -> Stri
                 let _ = write!(b, "u{u}");
             }
             // Numbers compare by value across Int, UInt, Bool and Decimal.
-            Value::Int(_) | Value::UInt(_) | Value::Bool(_) | Value::Decimal(_) => {
-                let d = match v {
-                    Value::Int(i) => bigdecimal::BigDecimal::from(*i),
-                    Value::UInt(u) => bigdecimal::BigDecimal::from(*u),
-                    Value::Bool(x) => bigdecimal::BigDecimal::from(i64::from(*x)),
-                    Value::Decimal(d) => d.clone(),
-                    _ => bigdecimal::BigDecimal::from(0),
-                };
-                let (digits, scale) = d.normalized().as_bigint_and_exponent();
-                let _ = write!(b, "n{digits}e{scale}");
-            }
+            Value::Int(i) => push_number(&mut b, bigdecimal::BigDecimal::from(*i)),
+            Value::UInt(u) => push_number(&mut b, bigdecimal::BigDecimal::from(*u)),
+            Value::Bool(x) => push_number(&mut b, bigdecimal::BigDecimal::from(i64::from(*x))),
+            Value::Decimal(d) => push_number(&mut b, d.clone()),
             Value::Float(f) => {
                 let _ = write!(b, "f{}", if f.is_nan() { u64::MAX } else { f.to_bits() });
             }
@@ -255,6 +248,13 @@ pub(super) fn match_bucket<'a>(key: impl IntoIterator<Item = &'a Value>) -> Stri
         b.push('\u{1}');
     }
     b
+}
+
+/// A number's bucket text: equal values (`5`, `5.00`, `true` as 1) give equal text.
+fn push_number(b: &mut String, d: bigdecimal::BigDecimal) {
+    use std::fmt::Write as _;
+    let (digits, scale) = d.normalized().as_bigint_and_exponent();
+    let _ = write!(b, "n{digits}e{scale}");
 }
 
 pub(super) fn check_arity(t: &TargetTable, got: usize, write: usize) -> Result<(), StageError> {
