@@ -168,6 +168,13 @@ impl StatusBoard {
         }
     }
 
+    /// Whether an initial copy of `direction` is under way (not yet committed whole).
+    pub fn copying(&self, direction: &str) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|m| m.get(direction).is_some_and(|s| s.snapshot.is_some()))
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, DirectionStatus> {
         self.0.lock().map(|m| m.clone()).unwrap_or_default()
     }

@@ -239,11 +239,7 @@ async fn read(
         &cfg, &from, &name, &tables, checkpoint, copied, &mut tx, &board,
     )
     .await?;
-    if board
-        .snapshot()
-        .get(&name)
-        .is_none_or(|s| s.snapshot.is_none())
-    {
+    if !board.copying(&name) {
         board.set_state(&name, "streaming", None);
     }
     let result = loop {
