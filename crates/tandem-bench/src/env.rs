@@ -206,6 +206,24 @@ impl Tandem {
         usage_of(self.child.id())
     }
 
+    /// What the daemon applied so far, from its own `/metrics`.
+    pub async fn applied(&self) -> Applied {
+        let body = http_get(&self.listen, "/metrics").await.unwrap_or_default();
+        let sum = |prefix: &str| -> f64 {
+            body.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .fold(0.0, |a, b| a + b)
+        };
+        Applied {
+            txns: sum("tandem_transactions_applied_total"),
+            changes: sum("tandem_changes_applied_total"),
+            commits: sum("tandem_apply_batch_duration_seconds_count"),
+            open_secs: sum("tandem_apply_batch_duration_seconds_sum"),
+            copied_rows: sum("tandem_snapshot_rows_total"),
+        }
+    }
+
     /// SIGTERM and wait for a clean exit; returns the usage read just before.
     pub fn stop(mut self) -> Result<Usage> {
         let usage = self.usage();
@@ -232,6 +250,108 @@ impl Drop for Tandem {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds the two servers have used so far: PostgreSQL's postmaster with its
+/// backends (live ones and, through the postmaster's children's times, ended ones) and
+/// the `mariadbd` process (all its threads). Differences of two readings tell how much
+/// server work a phase took, which on 2 shared cores bounds how fast it can be.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ServerCpu {
+    pub pg: f64,
+    pub maria: f64,
+}
+
+impl ServerCpu {
+    pub fn read(servers: &Servers) -> ServerCpu {
+        let postmaster: Option<u32> =
+            std::fs::read_to_string(servers.pg.data_dir().join("postmaster.pid"))
+                .ok()
+                .and_then(|s| s.lines().next()?.trim().parse().ok());
+        let datadir = format!("--datadir={}", servers.maria.data_dir().display());
+        let mut cpu = ServerCpu::default();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return cpu;
+        };
+        for entry in procs.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Some(fields) = proc_stat_fields(pid) else {
+                continue;
+            };
+            let field = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            // After the command name: ppid is field 1, utime/stime 11/12, cutime/cstime 13/14.
+            let own = (field(11) + field(12)) / TICKS_PER_SEC;
+            let ppid = field(1) as u32;
+            if Some(pid) == postmaster {
+                cpu.pg += own + (field(13) + field(14)) / TICKS_PER_SEC;
+            } else if Some(ppid) == postmaster {
+                cpu.pg += own;
+            } else if std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&datadir))
+            {
+                cpu.maria += own;
+            }
+        }
+        cpu
+    }
+
+    pub fn since(self, earlier: ServerCpu) -> ServerCpu {
+        ServerCpu {
+            pg: self.pg - earlier.pg,
+            maria: self.maria - earlier.maria,
+        }
+    }
+}
+
+/// Clock ticks per second of `/proc/*/stat` times (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// The whitespace-separated fields after a process's parenthesised command name.
+fn proc_stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// A daemon's own count of what it applied (`tandem_*` metrics).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Applied {
+    pub txns: f64,
+    pub changes: f64,
+    /// Target commits: the apply-batch histogram's count.
+    pub commits: f64,
+    pub open_secs: f64,
+    /// Rows an initial copy wrote.
+    pub copied_rows: f64,
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per = self.commits.max(1.0);
+        write!(
+            f,
+            "{:.0} source txns, {:.0} changes in {:.0} target commits ({:.1} txns, {:.0} changes \
+             and {:.1} ms open per commit); {:.0} rows copied",
+            self.txns,
+            self.changes,
+            self.commits,
+            self.txns / per,
+            self.changes / per,
+            self.open_secs * 1e3 / per,
+            self.copied_rows
+        )
     }
 }
 

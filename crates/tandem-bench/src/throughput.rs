@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::db::{Conn, Side};
-use crate::env::{mariadb_cmd, psql_cmd, shell, Mapping, Servers, Tandem, Usage};
+use crate::env::{mariadb_cmd, psql_cmd, shell, Mapping, ServerCpu, Servers, Tandem, Usage};
 use crate::pair::{direction, Pair};
 use crate::workload::{self, Op, Plan, COLUMNS, SENTINEL};
 
@@ -68,8 +68,11 @@ pub async fn write_plan(conn: &mut Conn, plan: &Plan) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
-/// Starts tandem and waits for the sentinel on the target.
-async fn catch_up(pair: &Pair, target: &mut Conn) -> Result<(Duration, Usage)> {
+/// Starts tandem and waits for the sentinel on the target. Fails unless the daemon
+/// streamed the plan's transactions itself: a daemon that copied the table afresh (its
+/// first start stopped before the empty initial copy was recorded) would reach the
+/// sentinel much sooner and measure a copy of the final rows, not the changes.
+async fn catch_up(pair: &Pair, target: &mut Conn, plan: &Plan) -> Result<(Duration, Usage)> {
     let mut t = Tandem::start(&pair.config, &pair.listen)?;
     let since = t.started;
     let mut peak_rss = 0f64;
@@ -84,6 +87,14 @@ async fn catch_up(pair: &Pair, target: &mut Conn) -> Result<(Duration, Usage)> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let applied = t.applied().await;
+    eprintln!("   tandem applied: {applied}");
+    if applied.txns < plan.txns.len() as f64 || applied.copied_rows > 0.0 {
+        bail!(
+            "the timed tandem did not stream the {} source transactions (it applied: {applied})",
+            plan.txns.len()
+        );
+    }
     let last = t.stop()?;
     Ok((
         elapsed,
@@ -92,6 +103,22 @@ async fn catch_up(pair: &Pair, target: &mut Conn) -> Result<(Duration, Usage)> {
             cpu_secs: last.cpu_secs,
         },
     ))
+}
+
+/// Where a phase's CPU went: tandem (if it ran), each server, and the sum against what two
+/// cores give in the phase's wall time (near 100 %: the phase was bound by the machine).
+fn cpu_split(tandem: Option<f64>, servers: ServerCpu, wall: Duration) -> String {
+    let total = tandem.unwrap_or(0.0) + servers.pg + servers.maria;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    format!(
+        "{}PostgreSQL {:.1} s, MariaDB {:.1} s: {:.1} CPU-s in {:.1} s = {:.0} % of {cores:.0} cores",
+        tandem.map_or(String::new(), |t| format!("tandem {t:.1} s, ")),
+        servers.pg,
+        servers.maria,
+        total,
+        wall.as_secs_f64(),
+        100.0 * total / (wall.as_secs_f64() * cores)
+    )
 }
 
 async fn check_equal(source: &mut Conn, target: &mut Conn, table: &str) -> Result<(i64, i64)> {
@@ -122,26 +149,33 @@ pub async fn throughput(servers: &Servers, source: Side, changes: u64) -> Result
         write.as_secs_f64()
     );
 
-    let (elapsed, usage) = catch_up(&pair, &mut dst).await?;
+    let cpu0 = ServerCpu::read(servers);
+    let (elapsed, usage) = catch_up(&pair, &mut dst, &plan).await?;
+    let tandem_servers = ServerCpu::read(servers).since(cpu0);
     let fp = check_equal(&mut src, &mut dst, "items").await?;
     let tandem_rate = plan.changes as f64 / elapsed.as_secs_f64();
     eprintln!(
-        "   tandem: {:.1} s = {tandem_rate:.0} changes/s",
-        elapsed.as_secs_f64()
+        "   tandem: {:.1} s = {tandem_rate:.0} changes/s; CPU {}",
+        elapsed.as_secs_f64(),
+        cpu_split(Some(usage.cpu_secs), tandem_servers, elapsed)
     );
 
     // The raw client: the same changes, merged per key in batches of 1,000.
     let batches = workload::batches(&plan, 1000);
+    let cpu0 = ServerCpu::read(servers);
     let started = Instant::now();
     for (ups, dels) in &batches {
         dst.apply_batch("raw_items", ups, dels).await?;
     }
     let raw = started.elapsed();
+    let raw_servers = ServerCpu::read(servers).since(cpu0);
     check_equal(&mut src, &mut dst, "raw_items").await?;
     let raw_rate = plan.changes as f64 / raw.as_secs_f64();
     eprintln!(
-        "   raw upsert: {:.1} s = {raw_rate:.0} changes/s",
-        raw.as_secs_f64()
+        "   raw upsert: {:.1} s = {raw_rate:.0} changes/s ({} row writes after merging per key); CPU {}",
+        raw.as_secs_f64(),
+        batches.iter().map(|(u, d)| u.len() + d.len()).sum::<usize>(),
+        cpu_split(None, raw_servers, raw)
     );
 
     // The bulk path: as many fresh rows through COPY / LOAD DATA LOCAL.
@@ -210,7 +244,7 @@ pub async fn big_transaction(servers: &Servers, source: Side, rows: u64) -> Resu
         changes: rows + 1,
     };
     write_plan(&mut src, &plan).await?;
-    let (elapsed, usage) = catch_up(&pair, &mut dst).await?;
+    let (elapsed, usage) = catch_up(&pair, &mut dst, &plan).await?;
     check_equal(&mut src, &mut dst, "items").await?;
     let rate = plan.changes as f64 / elapsed.as_secs_f64();
     eprintln!(
