@@ -95,7 +95,13 @@ pub struct Applier {
     group_changes: u64,
     group_started: Option<Instant>,
     group_last: Option<(Position, DateTime<Utc>)>,
+    /// Changes not yet written: the tails of the committed source transactions of the
+    /// open group (small ones are batched together, see [`Applier::run`]) and the open
+    /// source transaction's changes so far.
     pending: Vec<Change>,
+    /// Per committed source transaction in `pending`: the index after its last change and
+    /// its position (dead letters name the transaction they came from).
+    pending_txns: Vec<(usize, String)>,
     conflicts: Vec<ConflictRecord>,
     dead: Vec<DeadLetter>,
     conflict_counts: BTreeMap<(String, String, String), u64>,
@@ -242,6 +248,7 @@ impl Applier {
             group_started: None,
             group_last: None,
             pending: Vec::new(),
+            pending_txns: Vec::new(),
             conflicts: Vec::new(),
             dead: Vec::new(),
             conflict_counts: BTreeMap::new(),
@@ -325,6 +332,11 @@ impl Applier {
             };
             match event {
                 SourceEvent::Begin(b) => {
+                    if b.snapshot {
+                        // Changes of streamed transactions are resolved as changes, not
+                        // as initial-sync rows: never in one batch with a copy.
+                        self.flush().await?;
+                    }
                     in_tx = true;
                     self.tx_snapshot = b.snapshot;
                     self.copy_into_empty.clear();
@@ -369,7 +381,6 @@ impl Applier {
                 }
                 SourceEvent::Commit(c) => {
                     in_tx = false;
-                    self.flush().await?;
                     let already = match &self.checkpoint {
                         Some(cp) if !self.caught_up => {
                             c.position.is_at_or_before(cp).unwrap_or(false)
@@ -391,7 +402,13 @@ impl Applier {
                     {
                         d.source_position.clone_from(&source_position);
                     }
+                    self.pending_txns
+                        .push((self.pending.len(), source_position));
                     self.group_last = Some((c.position, c.commit_time));
+                    // Not written yet: small transactions wait for the next ones of the
+                    // group and are written together, `batch_rows` changes at a time (one
+                    // statement per kind for many of them; a key several of them change is
+                    // read and written once). The group still commits whole transactions.
                     if self.group_txs >= self.settings.max_group || !rx.has_pending() {
                         self.commit_group().await?;
                     }
@@ -483,6 +500,7 @@ impl Applier {
 
     async fn abort(&mut self) {
         self.pending.clear();
+        self.pending_txns.clear();
         self.pending_bytes = 0;
         self.copy_into_empty.clear();
         self.conflicts.clear();
@@ -591,10 +609,11 @@ impl Applier {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
+        let txns = std::mem::take(&mut self.pending_txns);
         self.pending_bytes = 0;
         // Changes per mapper, in arrival order.
-        let mut per_mapper: Vec<(usize, Vec<&Change>)> = Vec::new();
-        for ch in &pending {
+        let mut per_mapper: Vec<(usize, Vec<(usize, &Change)>)> = Vec::new();
+        for (ci, ch) in pending.iter().enumerate() {
             for &mi in self
                 .by_table
                 .get(&ch.table.table)
@@ -602,30 +621,43 @@ impl Applier {
                 .unwrap_or(&[])
             {
                 match per_mapper.iter_mut().find(|(i, _)| *i == mi) {
-                    Some((_, v)) => v.push(ch),
-                    None => per_mapper.push((mi, vec![ch])),
+                    Some((_, v)) => v.push((ci, ch)),
+                    None => per_mapper.push((mi, vec![(ci, ch)])),
                 }
             }
         }
+        // Dead letters name their source transaction; the open one's are named at its
+        // commit (`source_position` left empty here).
+        let position_of = |ci: usize| -> String {
+            txns.iter()
+                .find(|(end, _)| ci < *end)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default()
+        };
         for (mi, changes) in per_mapper {
             self.group_changes += changes.len() as u64;
-            self.apply_mapper(mi, &changes).await?;
+            self.apply_mapper(mi, &changes, &position_of).await?;
         }
         Ok(())
     }
 
-    async fn apply_mapper(&mut self, mi: usize, changes: &[&Change]) -> Result<(), StageError> {
+    async fn apply_mapper(
+        &mut self,
+        mi: usize,
+        changes: &[(usize, &Change)],
+        position_of: &(dyn Fn(usize) -> String + Sync),
+    ) -> Result<(), StageError> {
         let mapping = self.mappers[mi].mapping.clone();
         // Map every change; split key-changing updates into delete + insert.
-        let mut mapped: Vec<(TargetChange, &Change)> = Vec::with_capacity(changes.len());
-        for ch in changes {
+        let mut mapped: Vec<(TargetChange, usize, &Change)> = Vec::with_capacity(changes.len());
+        for &(ci, ch) in changes {
             if let Some(reason) = self.halted.get(&mapping) {
                 self.dead.push(DeadLetter {
                     mapping: mapping.clone(),
                     key: serde_json::Value::Null,
                     change: change_json(ch),
                     reason: format!("mapping halted: {reason}"),
-                    source_position: String::new(),
+                    source_position: position_of(ci),
                 });
                 continue;
             }
@@ -661,20 +693,22 @@ impl Applier {
                                 before: b,
                                 full: true,
                             },
+                            ci,
                             ch,
                         ));
-                        mapped.push((TargetChange::Insert { after }, ch));
+                        mapped.push((TargetChange::Insert { after }, ci, ch));
                     } else {
                         mapped.push((
                             TargetChange::Update {
                                 before: Some(b),
                                 after,
                             },
+                            ci,
                             ch,
                         ));
                     }
                 }
-                Ok(tc) => mapped.push((tc, ch)),
+                Ok(tc) => mapped.push((tc, ci, ch)),
                 Err(MapError::Value(e)) => {
                     let on_error = m.on_error;
                     self.dead.push(DeadLetter {
@@ -682,7 +716,7 @@ impl Applier {
                         key: serde_json::Value::Null,
                         change: change_json(ch),
                         reason: e.to_string(),
-                        source_position: String::new(),
+                        source_position: position_of(ci),
                     });
                     if on_error == OnError::Halt {
                         self.halt(&mapping, format!("{e} (on_error = \"halt\")"));
@@ -694,7 +728,7 @@ impl Applier {
                         key: serde_json::Value::Null,
                         change: change_json(ch),
                         reason: e.to_string(),
-                        source_position: String::new(),
+                        source_position: position_of(ci),
                     });
                     self.halt(&mapping, e.to_string());
                 }
@@ -709,7 +743,7 @@ impl Applier {
         let mut seen: HashSet<String> = HashSet::with_capacity(mapped.len());
         let mut keys: Vec<Vec<Value>> = Vec::new();
         let mut change_keys: Vec<Option<String>> = Vec::with_capacity(mapped.len());
-        for (tc, _) in &mapped {
+        for (tc, _, _) in &mapped {
             let k = tc.key(&target);
             let ks = k.as_ref().map(|k| key_string(k));
             if let (Some(k), Some(s)) = (k, &ks) {
@@ -743,14 +777,14 @@ impl Applier {
             initial_sync: self.tx_snapshot,
         };
         let mut write_backs = Vec::new();
-        for ((tc, ch), ks) in mapped.iter().zip(&change_keys) {
+        for ((tc, ci, ch), ks) in mapped.iter().zip(&change_keys) {
             let Some(ks) = ks else {
                 self.dead.push(DeadLetter {
                     mapping: mapping.clone(),
                     key: serde_json::Value::Null,
                     change: change_json(ch),
                     reason: "the change has no value for a key column".into(),
-                    source_position: String::new(),
+                    source_position: position_of(*ci),
                 });
                 continue;
             };
@@ -914,6 +948,9 @@ impl Applier {
     /// Commit the open target transaction with its position recorded under `key`, or as
     /// the direction's checkpoint (then acknowledged to the source) when `key` is `None`.
     async fn commit_group_to(&mut self, key: Option<String>) -> Result<(), StageError> {
+        // Sources end a group only at transaction boundaries (Commit, Progress,
+        // SnapshotCommit): everything pending belongs to committed transactions.
+        self.flush().await?;
         let Some((position, commit_time)) = self.group_last.take() else {
             return Ok(());
         };
