@@ -36,6 +36,7 @@ fn endpoint(kind: EndpointKind, url: &str) -> EndpointConfig {
         origin: None,
         server_id: Some(4_242_424),
         loop_prevention: LoopPrevention::Auto,
+        xa_held_rows: None,
     }
 }
 

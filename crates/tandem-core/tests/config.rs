@@ -464,3 +464,32 @@ fn verify_interval_is_off_by_default_and_checked() {
     let e = errors(&format!("{BASE}{MAPPING}\n[verify]\nintervall = \"1h\"\n"));
     assert!(e.contains("intervall"), "{e}");
 }
+
+#[test]
+fn xa_held_rows_defaults_and_is_validated() {
+    let cfg = Config::parse(&format!("{BASE}{MAPPING}")).expect("valid");
+    let retail = &cfg.endpoints["retail"];
+    assert_eq!(retail.xa_held_rows(), 100_000);
+    let set = BASE.replace(
+        "url = \"mysql://tandem@127.0.0.1:3306/retail\"",
+        "url = \"mysql://tandem@127.0.0.1:3306/retail\"\nxa_held_rows = 250000",
+    );
+    let cfg = Config::parse(&format!("{set}{MAPPING}")).expect("valid");
+    assert_eq!(cfg.endpoints["retail"].xa_held_rows(), 250_000);
+    for bad in ["0", "20000000"] {
+        let text = BASE.replace(
+            "url = \"mysql://tandem@127.0.0.1:3306/retail\"",
+            &format!("url = \"mysql://tandem@127.0.0.1:3306/retail\"\nxa_held_rows = {bad}"),
+        );
+        let e = errors(&format!("{text}{MAPPING}"));
+        assert!(e.contains("endpoints.retail.xa_held_rows"), "{e}");
+        assert!(e.contains("between 1 and 10000000"), "{e}");
+    }
+    let on_pg = BASE.replace(
+        "url = \"postgres://tandem@127.0.0.1:5432/inventory\"",
+        "url = \"postgres://tandem@127.0.0.1:5432/inventory\"\nxa_held_rows = 10",
+    );
+    let e = errors(&format!("{on_pg}{MAPPING}"));
+    assert!(e.contains("endpoints.inventory.xa_held_rows"), "{e}");
+    assert!(e.contains("only applies to mysql"), "{e}");
+}

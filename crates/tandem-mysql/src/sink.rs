@@ -12,6 +12,13 @@
 //! - **Nothing silent** (invariant 5): the session is strict (see [`crate::connect`]); a value
 //!   the column cannot hold fails the statement, and the error names the table, the column
 //!   and the write in the batch so the applier can dead-letter exactly that row.
+//! - **Keys as the server compares them.** A key column's collation may equate keys the
+//!   source keeps apart (`'abc'`/`'ABC'` under `_ci`, trailing spaces under PAD SPACE).
+//!   [`Sink::fetch_current`] gives a row to such a key only when the batch does not ask
+//!   for the row's own key as well (so a case-only rename, delete `'abc'` + insert `'ABC'`,
+//!   renames the row), and an insert lost to another key of its own batch is a definite
+//!   error naming both keys and the collation, not a transient one retried forever (see
+//!   `sink/collision.rs`).
 //!
 //! Statements use parameters (binary protocol), never SQL text built from values: nothing
 //! about a value can change the statement, and values travel in their exact binary forms
@@ -48,18 +55,19 @@ use tandem_core::config::{EndpointConfig, LoopPrevention, Secret};
 use tandem_core::error::StageError;
 use tandem_core::position::Position;
 use tandem_core::sink::{ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable};
-use tandem_core::Value;
+use tandem_core::{TableId, Value};
 
 use crate::connect::{classify, connect, is_mariadb};
 use crate::ddl::{ensure_tables, APPLY_MARKER, CHECKPOINTS, CONFLICTS, DEAD_LETTERS};
 use crate::types::to_mysql_value;
 
 mod batch;
+mod collision;
 mod load;
 
 use batch::{
     bad_index, check_arity, chunks, decode_row, ident, key_in, key_matches, match_bucket, pad,
-    padded, placeholders, run_len, size_of_values, table_ident, value_size, write_error,
+    padded, placeholders, run_len, same_key, size_of_values, table_ident, value_size, write_error,
 };
 
 /// Insert runs of at least this many rows go through `LOAD DATA LOCAL` (see `sink/load.rs`);
@@ -85,6 +93,11 @@ pub struct MySqlSink {
     /// Tables whose key collation refused the update join (see the module docs).
     per_row_updates: HashSet<String>,
     load_data_min_rows: usize,
+    /// Per table, in the open transaction: keys of rows that [`Sink::fetch_current`] did not
+    /// give to a key the server equates with theirs, because the batch asked for their own
+    /// key too. An insert lost to one of them is lost to its own batch, not to a concurrent
+    /// writer (see `sink/collision.rs`).
+    held_apart: HashMap<TableId, Vec<Vec<Value>>>,
 }
 
 impl MySqlSink {
@@ -130,6 +143,7 @@ impl MySqlSink {
             packet_budget,
             per_row_updates: HashSet::new(),
             load_data_min_rows: LOAD_DATA_MIN_ROWS,
+            held_apart: HashMap::new(),
         })
     }
 
@@ -197,6 +211,11 @@ impl MySqlSink {
                 .map_err(|e| write_error(t, "inserting into", first + start, e))?;
             let inserted = self.conn.affected_rows();
             if inserted != chunk.len() as u64 {
+                // Lost to a row of this very run? Then a retry loses it again, forever.
+                let run = rows.get(..start + chunk.len()).unwrap_or_default();
+                if let Some(err) = self.key_collision(t, run, first).await? {
+                    return Err(err);
+                }
                 return Err(StageError::Transient {
                     what: format!(
                         "{inserted} of {} rows inserted into {}: another writer inserted the same keys meanwhile; \
@@ -377,6 +396,7 @@ impl Sink for MySqlSink {
             tracing::warn!("begin called with a transaction open; rolling it back");
             self.rollback().await?;
         }
+        self.held_apart.clear();
         self.conn
             .query_drop("START TRANSACTION")
             .await
@@ -409,6 +429,8 @@ impl Sink for MySqlSink {
         let cols: Vec<String> = table.columns.iter().map(|(n, _)| ident(n)).collect();
         let key_refs: Vec<&Vec<Value>> = keys.iter().collect();
         let budget = self.packet_budget;
+        // Slots answered by a row whose key equals theirs as a value.
+        let mut exact = vec![false; keys.len()];
         for (start, chunk) in chunks(&key_refs, key_cols.len(), budget, |k| size_of_values(k)) {
             let n = padded(chunk.len());
             let params: Vec<mysql_async::Value> = pad(chunk, n)
@@ -441,10 +463,47 @@ impl Sink for MySqlSink {
                 for &offset in candidates.into_iter().flatten() {
                     let k = chunk.get(offset).copied();
                     let slot = out.get_mut(start + offset);
-                    if let (Some(k), Some(slot)) = (k, slot) {
-                        if key_matches(k, &got, &table.columns, &table.key) {
+                    let was_exact = exact.get_mut(start + offset);
+                    if let (Some(k), Some(slot), Some(was_exact)) = (k, slot, was_exact) {
+                        let is_exact = same_key(k, &got);
+                        if (is_exact || !*was_exact)
+                            && key_matches(k, &got, &table.columns, &table.key)
+                        {
                             *slot = Some(values.clone());
+                            *was_exact = is_exact;
                         }
+                    }
+                }
+            }
+        }
+        // A row answers a key it equals only as the server compares ('ABC' for 'abc') unless
+        // the batch asks for the row's own key too: then the two are two rows at the source
+        // (or one renamed), and the row belongs to its own key alone. Giving it to both
+        // would make a case-only rename (delete 'abc', insert 'ABC') delete the row.
+        let inexact: Vec<usize> = out
+            .iter()
+            .zip(&exact)
+            .enumerate()
+            .filter(|(_, (row, exact))| row.is_some() && !**exact)
+            .map(|(i, _)| i)
+            .collect();
+        if !inexact.is_empty() {
+            let requested: HashSet<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+            for i in inexact {
+                if let Some(slot) = out.get_mut(i) {
+                    let own: Option<Vec<Value>> = slot.as_ref().map(|row| {
+                        table
+                            .key
+                            .iter()
+                            .filter_map(|&c| row.get(c).cloned())
+                            .collect()
+                    });
+                    if let Some(own) = own.filter(|k| requested.contains(&format!("{k:?}"))) {
+                        *slot = None;
+                        self.held_apart
+                            .entry(table.table.clone())
+                            .or_default()
+                            .push(own);
                     }
                 }
             }
@@ -597,6 +656,7 @@ impl Sink for MySqlSink {
         // Whatever COMMIT's outcome, the transaction is over: on a lost connection it may or
         // may not have committed, and the applier re-reads the checkpoint to find out.
         self.in_txn = false;
+        self.held_apart.clear();
         self.conn
             .query_drop("COMMIT")
             .await
@@ -605,6 +665,7 @@ impl Sink for MySqlSink {
 
     async fn rollback(&mut self) -> Result<(), StageError> {
         self.in_txn = false;
+        self.held_apart.clear();
         self.conn
             .query_drop("ROLLBACK")
             .await

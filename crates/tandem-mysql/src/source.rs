@@ -110,8 +110,8 @@ pub const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
 /// Most events sent over the channel in one message.
 pub const BATCH_EVENTS: usize = 256;
 /// Default cap on the rows held for prepared, not yet committed, XA transactions (all of
-/// them together).
-pub const DEFAULT_XA_HELD_ROWS: usize = 100_000;
+/// them together); the endpoint's `xa_held_rows` overrides it.
+pub const DEFAULT_XA_HELD_ROWS: usize = tandem_core::config::DEFAULT_XA_HELD_ROWS;
 
 /// One message of the reader task: events in stream order, or the error that ended it.
 type Batch = Result<Vec<SourceEvent>, StageError>;
@@ -141,7 +141,7 @@ impl SourceOptions {
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             databases: ep.database().into_iter().collect(),
             server_side_skip: false,
-            xa_held_rows: DEFAULT_XA_HELD_ROWS,
+            xa_held_rows: ep.xa_held_rows(),
         }
     }
 }
@@ -1038,7 +1038,7 @@ impl Reader {
                                 "Prepared XA transactions hold more than {} rows; XA transaction {xid} passed the limit",
                                 self.opts.xa_held_rows
                             ),
-                            "tandem keeps a prepared XA transaction's rows in memory until its XA COMMIT and never splits it: commit or roll back long-prepared XA transactions (XA RECOVER lists them), or raise the source's xa_held_rows limit above the largest XA transaction, then restart",
+                            "tandem keeps a prepared XA transaction's rows in memory until its XA COMMIT and never splits it: commit or roll back long-prepared XA transactions (XA RECOVER lists them), or raise the retail endpoint's xa_held_rows (endpoints.NAME.xa_held_rows, default 100000) above the row count of the largest XA transaction, then restart",
                         )
                         .into());
                     }
@@ -1202,6 +1202,24 @@ fn bytes_between(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_xa_bound_comes_from_the_endpoint_config() {
+        let ep = |extra: &str| -> EndpointConfig {
+            toml::from_str(&format!(
+                "kind = \"mysql\"\nurl = \"mysql://t@127.0.0.1/retail\"\n{extra}"
+            ))
+            .unwrap()
+        };
+        assert_eq!(
+            SourceOptions::for_endpoint(&ep("")).xa_held_rows,
+            DEFAULT_XA_HELD_ROWS
+        );
+        assert_eq!(
+            SourceOptions::for_endpoint(&ep("xa_held_rows = 7")).xa_held_rows,
+            7
+        );
+    }
 
     #[test]
     fn lag_counts_bytes_across_files() {

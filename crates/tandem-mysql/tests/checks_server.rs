@@ -21,6 +21,7 @@ fn endpoint(url: &str) -> EndpointConfig {
         origin: None,
         server_id: None,
         loop_prevention: LoopPrevention::Auto,
+        xa_held_rows: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn endpoint(url: &str, loop_prevention: LoopPrevention) -> EndpointConfig {
         origin: None,
         server_id: None,
         loop_prevention,
+        xa_held_rows: None,
     }
 }
 
@@ -345,6 +346,56 @@ async fn fetch_current_answers_each_key_in_order_in_one_batch() {
         .query_drop("UPDATE k SET v = 0 WHERE a = 1 AND b = 'x'")
         .await
         .expect("unlocked after rollback");
+}
+
+/// A row answers a key its collation equates with its own ('abc' for 'ABC') only when the
+/// batch does not also ask for its own key: under a binary collation both rows exist and
+/// each key gets its own; under a case-insensitive one the row belongs to its own key, so
+/// that a case-only rename (delete 'abc', insert 'ABC') reads 'ABC' as absent.
+#[tokio::test]
+async fn fetch_current_gives_a_row_to_its_own_key_before_an_equated_one() {
+    let (db, mut conn) = setup(
+        "sink_fetch_ci",
+        "CREATE TABLE bin (k varchar(10) COLLATE utf8mb4_bin PRIMARY KEY, v int) ENGINE=InnoDB;
+         INSERT INTO bin VALUES ('abc', 1), ('ABC', 2);
+         CREATE TABLE ci (k varchar(10) COLLATE utf8mb4_general_ci PRIMARY KEY, v int) ENGINE=InnoDB;
+         INSERT INTO ci VALUES ('abc', 1);",
+    )
+    .await;
+    let text = |s: &str| vec![Value::Text(s.into())];
+    let v = |rows: Vec<Option<Vec<Value>>>| -> Vec<Option<Value>> {
+        rows.into_iter().map(|r| r.map(|r| r[1].clone())).collect()
+    };
+    let mut s = sink(&db, LoopPrevention::Auto).await;
+    s.begin().await.expect("begin");
+    let bin = target(&mut conn, &db, "bin").await;
+    for keys in [
+        vec![text("abc"), text("ABC")],
+        vec![text("ABC"), text("abc")],
+    ] {
+        let got = v(s.fetch_current(&bin, &keys).await.expect("fetch"));
+        let want: Vec<Option<Value>> = keys
+            .iter()
+            .map(|k| {
+                Some(Value::Int(if k[0] == Value::Text("abc".into()) {
+                    1
+                } else {
+                    2
+                }))
+            })
+            .collect();
+        assert_eq!(got, want, "{keys:?}");
+    }
+    let ci = target(&mut conn, &db, "ci").await;
+    let got = v(s
+        .fetch_current(&ci, &[text("abc"), text("ABC")])
+        .await
+        .expect("fetch"));
+    assert_eq!(got, vec![Some(Value::Int(1)), None]);
+    // Asked alone, the equated key still finds the row (the server's notion of the key).
+    let got = v(s.fetch_current(&ci, &[text("ABC ")]).await.expect("fetch"));
+    assert_eq!(got, vec![Some(Value::Int(1))]);
+    s.rollback().await.expect("rollback");
 }
 
 #[tokio::test]

@@ -39,6 +39,13 @@ pub const DEFAULT_READY_LAG_SECONDS: f64 = 30.0;
 pub const DEFAULT_PG_NAME: &str = "tandem";
 /// Default server id tandem's binlog reader presents to MySQL/MariaDB.
 pub const DEFAULT_SERVER_ID: u32 = 4_181_717;
+/// Default cap on the rows a MySQL/MariaDB source holds in memory for prepared XA
+/// transactions awaiting `XA COMMIT` (all of them together).
+pub const DEFAULT_XA_HELD_ROWS: usize = 100_000;
+/// Upper bound of `endpoints.NAME.xa_held_rows`: held rows live in memory (a row of a few
+/// hundred bytes makes ten million rows several GiB), so a larger cap would let one
+/// forgotten `XA PREPARE` exhaust the machine instead of stopping with a message.
+pub const MAX_XA_HELD_ROWS: usize = 10_000_000;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -191,6 +198,9 @@ pub struct EndpointConfig {
     pub server_id: Option<u32>,
     #[serde(default)]
     pub loop_prevention: LoopPrevention,
+    /// MySQL: most rows held in memory for prepared XA transactions awaiting `XA COMMIT`
+    /// (default [`DEFAULT_XA_HELD_ROWS`]).
+    pub xa_held_rows: Option<usize>,
 }
 
 impl EndpointConfig {
@@ -205,6 +215,9 @@ impl EndpointConfig {
     }
     pub fn server_id(&self) -> u32 {
         self.server_id.unwrap_or(DEFAULT_SERVER_ID)
+    }
+    pub fn xa_held_rows(&self) -> usize {
+        self.xa_held_rows.unwrap_or(DEFAULT_XA_HELD_ROWS)
     }
     /// The database name from the URL path.
     pub fn database(&self) -> Option<String> {
@@ -426,6 +439,23 @@ impl Config {
                     "0 is not a valid replica server id",
                     "pick a number unique among the server's replicas, e.g. 4181717",
                 ));
+            }
+            if let Some(rows) = ep.xa_held_rows {
+                if ep.kind != EndpointKind::Mysql {
+                    errs.push(ConfigError::new(
+                        format!("{path}.xa_held_rows"),
+                        "only applies to mysql endpoints",
+                        "remove it",
+                    ));
+                } else if !(1..=MAX_XA_HELD_ROWS).contains(&rows) {
+                    errs.push(ConfigError::new(
+                        format!("{path}.xa_held_rows"),
+                        format!("must be between 1 and {MAX_XA_HELD_ROWS}"),
+                        format!(
+                            "the default is {DEFAULT_XA_HELD_ROWS}; set it above the row count of the largest XA transaction the retail side prepares"
+                        ),
+                    ));
+                }
             }
         }
     }

@@ -5,7 +5,7 @@
 //! Everything here is pure, so that the limits (65,535 placeholders, the packet budget),
 //! the ordering rules and the error attribution are unit-tested without a server.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use mysql_async::Row;
 use tandem_core::error::StageError;
@@ -250,6 +250,48 @@ pub(super) fn match_bucket<'a>(key: impl IntoIterator<Item = &'a Value>) -> Stri
     b
 }
 
+/// Whether two keys are equal as values (not only as the server compares them).
+pub(super) fn same_key(a: &[Value], b: &[&Value]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
+}
+
+/// Pairs `(a, b)`, `a < b`, `b >= from`, of keys that differ as values but may be one key
+/// to the server (same [`match_bucket`]): the suspects when an insert run lost rows to keys
+/// of its own batch. At most `limit` pairs, in the order of `b`.
+pub(super) fn collision_candidates(
+    keys: &[Vec<&Value>],
+    from: usize,
+    limit: usize,
+) -> Vec<(usize, usize)> {
+    let same = |a: usize, key: &[&Value]| {
+        keys.get(a).is_some_and(|ka| {
+            ka.len() == key.len() && ka.iter().zip(key).all(|(x, y)| x.same_as(y))
+        })
+    };
+    // Per bucket, the first index of each distinct key.
+    let mut buckets: HashMap<String, Vec<usize>> = HashMap::with_capacity(keys.len());
+    let mut out = Vec::new();
+    for (b, key) in keys.iter().enumerate() {
+        let seen = buckets
+            .entry(match_bucket(key.iter().copied()))
+            .or_default();
+        if b >= from {
+            for &a in seen.iter() {
+                if !same(a, key) {
+                    out.push((a, b));
+                    if out.len() >= limit {
+                        return out;
+                    }
+                }
+            }
+        }
+        if !seen.iter().any(|&a| same(a, key)) {
+            seen.push(b);
+        }
+    }
+    out
+}
+
 /// A number's bucket text: equal values (`5`, `5.00`, `true` as 1) give equal text.
 fn push_number(b: &mut String, d: bigdecimal::BigDecimal) {
     use std::fmt::Write as _;
@@ -469,6 +511,25 @@ mod tests {
             match_bucket([&Value::Text("a".into()), &Value::Text("b".into())]),
             match_bucket([&Value::Text("a\u{1}b".into())])
         );
+    }
+
+    #[test]
+    fn collision_suspects_are_keys_equal_only_as_the_server_compares() {
+        let v = |s: &str| Value::Text(s.into());
+        let (abc, upper, other, spaced) = (v("abc"), v("ABC"), v("abd"), v("abc "));
+        let keys = vec![vec![&abc], vec![&other], vec![&upper], vec![&spaced]];
+        assert_eq!(
+            collision_candidates(&keys, 0, 8),
+            vec![(0, 2), (0, 3), (2, 3)]
+        );
+        assert_eq!(collision_candidates(&keys, 0, 1), vec![(0, 2)]);
+        assert_eq!(collision_candidates(&keys, 3, 8), vec![(0, 3), (2, 3)]);
+        // A key read earlier and inserted again is no suspect against itself, but the
+        // other spelling read before it is.
+        let batch = vec![vec![&upper], vec![&abc], vec![&upper]];
+        assert_eq!(collision_candidates(&batch, 2, 8), vec![(1, 2)]);
+        let distinct = vec![vec![&abc], vec![&other]];
+        assert!(collision_candidates(&distinct, 0, 8).is_empty());
     }
 
     #[test]

@@ -41,7 +41,8 @@ use crate::connect::{classify, is_transient_code};
 /// Bytes handed to the connection per piece of the stream.
 const PIECE: usize = 256 * 1024;
 /// The server refuses `LOAD DATA LOCAL` (`local_infile = OFF`): MySQL 1148 and 3948,
-/// MariaDB 4166. The sink then stays with `INSERT`s.
+/// MariaDB 4166. The sink then stays with `INSERT`s for the rest of its connection (one
+/// warning, not one refused attempt per batch).
 const LOCAL_INFILE_DISABLED: [u16; 3] = [1148, 3948, 4166];
 
 /// Whether the run went in; `false` means it was rolled back and must take the `INSERT` path.
@@ -73,7 +74,14 @@ pub(super) async fn load(
     let went_in = match sink.conn.query_drop(sql).await {
         Ok(()) => sink.conn.affected_rows() == rows.len() as u64 && sink.conn.get_warnings() == 0,
         Err(mysql_async::Error::Server(s)) if LOCAL_INFILE_DISABLED.contains(&s.code) => {
-            tracing::info!(code = s.code, "the server does not allow LOAD DATA LOCAL (local_infile = OFF); inserting with INSERT statements");
+            // Once per connection: the sink stops trying, so this is the only warning until
+            // a reconnect, which also picks up a server since switched on.
+            tracing::warn!(
+                table = %t.table,
+                code = s.code,
+                advice = "nothing is lost: for faster initial copies set local_infile = ON on the server (SET GLOBAL local_infile = 1, and in its config file)",
+                "the server refuses LOAD DATA LOCAL (local_infile = OFF); large insert runs go through INSERT statements for the rest of this connection"
+            );
             sink.load_data_min_rows = usize::MAX;
             false
         }

@@ -24,6 +24,7 @@ pub fn endpoint(db: &TestDb) -> EndpointConfig {
         origin: Some(format!("o_{}", db.name)),
         server_id: None,
         loop_prevention: LoopPrevention::default(),
+        xa_held_rows: None,
     }
 }
 
