@@ -206,6 +206,20 @@ impl Tandem {
         usage_of(self.child.id())
     }
 
+    /// What the daemon applied once it reports at least `txns` source transactions (or
+    /// after 10 s): it counts a group right after the target commit returns, so a reader
+    /// of the target can see the rows a moment before the count.
+    pub async fn applied_at_least(&self, txns: usize) -> Applied {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let applied = self.applied().await;
+            if applied.txns >= txns as f64 || Instant::now() > deadline {
+                return applied;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// What the daemon applied so far, from its own `/metrics`.
     pub async fn applied(&self) -> Applied {
         let body = http_get(&self.listen, "/metrics").await.unwrap_or_default();

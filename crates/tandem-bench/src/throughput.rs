@@ -87,7 +87,7 @@ async fn catch_up(pair: &Pair, target: &mut Conn, plan: &Plan) -> Result<(Durati
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let applied = t.applied().await;
+    let applied = t.applied_at_least(plan.txns.len()).await;
     eprintln!("   tandem applied: {applied}");
     if applied.txns < plan.txns.len() as f64 || applied.copied_rows > 0.0 {
         bail!(
