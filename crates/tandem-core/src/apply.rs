@@ -908,7 +908,7 @@ impl Applier {
             }
         }
         if !writes.is_empty() {
-            self.sink.write(&target, &writes).await?;
+            self.sink.write_owned(&target, writes).await?;
         }
         if let Some(out) = &self.write_back_out {
             for wb in write_backs {

@@ -29,6 +29,7 @@ pub mod telemetry;
 pub mod transport;
 pub mod value;
 pub mod verify;
+pub mod write_behind;
 
 pub use change::{
     Cell, Change, ColumnSchema, OldRow, Row, RowChange, SourceEvent, TableId, TableSchema,

@@ -109,6 +109,16 @@ pub trait Sink: Send {
     /// Apply writes to one table, batched into as few statements as possible.
     async fn write(&mut self, table: &TargetTable, writes: &[RowWrite]) -> Result<(), StageError>;
 
+    /// [`Sink::write`] taking the writes over, for sinks that keep them past the call
+    /// ([`crate::write_behind::WriteBehind`] queues them).
+    async fn write_owned(
+        &mut self,
+        table: &TargetTable,
+        writes: Vec<RowWrite>,
+    ) -> Result<(), StageError> {
+        self.write(table, &writes).await
+    }
+
     /// Record conflicts and dead letters in the open transaction.
     async fn record(
         &mut self,

@@ -16,6 +16,7 @@ use tandem_core::mapper::RowMapper;
 use tandem_core::source::Source;
 use tandem_core::telemetry::{self, StatusBoard};
 use tandem_core::transport::{self, AckReceiver, ChannelSender, EventSender};
+use tandem_core::write_behind::WriteBehind;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
@@ -155,7 +156,8 @@ impl Direction {
                 max_group: cfg.daemon.max_group_transactions,
                 batch_rows: DEFAULT_BATCH_ROWS,
             },
-            target.sink,
+            // Writes run behind the applier, overlapping its work on the next batch.
+            Box::new(WriteBehind::spawn(target.sink)),
             mappers,
             ack_tx,
             self.board.clone(),
