@@ -597,6 +597,18 @@ impl Sink for PgSink {
         if writes.is_empty() {
             return Ok(());
         }
+        // An initial copy's batches: inserts only, keys distinct, straight to `COPY`.
+        if let Some(batch) = copy::bulk_inserts(table, writes, self.copy_threshold) {
+            let result = async {
+                let cols = self.columns(table).await?;
+                copy::insert(self, table, &cols, &batch).await
+            }
+            .await;
+            if result.is_err() {
+                self.forget(&table.table);
+            }
+            return result;
+        }
         let segments = segments(table, writes)?;
         let result = async {
             let cols = self.columns(table).await?;

@@ -252,7 +252,7 @@ impl PgSnapshot {
             .await
             .map_err(|e| sql_err(format!("Cannot read {table}"), e))?;
         let mut rows = Vec::with_capacity(chunk_rows.min(messages.len()));
-        let mut last_key = None;
+        let mut last_row = None;
         for m in &messages {
             let SimpleQueryMessage::Row(r) = m else {
                 continue;
@@ -273,14 +273,16 @@ impl PgSnapshot {
                 };
                 cells.push(Cell::Value(value));
             }
-            last_key = Some(
-                copy.order_key
-                    .iter()
-                    .map(|i| r.get(*i).unwrap_or_default().to_owned())
-                    .collect(),
-            );
+            last_row = Some(r);
             rows.push(Row(cells));
         }
+        // Only the chunk's last key is kept: copying every row's was a string per row.
+        let last_key: Option<Vec<String>> = last_row.map(|r| {
+            copy.order_key
+                .iter()
+                .map(|i| r.get(*i).unwrap_or_default().to_owned())
+                .collect()
+        });
         copy.progress.rows_done += rows.len() as u64;
         if rows.len() < chunk_rows {
             copy.progress.done = true;

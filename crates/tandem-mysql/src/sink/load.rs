@@ -170,19 +170,37 @@ impl std::fmt::Write for Writer<'_> {
 
 fn write_date(w: &mut Writer<'_>, d: NaiveDate) -> std::fmt::Result {
     use std::fmt::Write;
-    write!(w, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+    // Digits pushed directly for the years of four digits: `write!`'s padding was most of
+    // the encoding time of an initial copy's timestamps.
+    match u32::try_from(d.year()) {
+        Ok(y) if y <= 9999 => {
+            put_digits(w.0, y, 4);
+            w.0.put_u8(b'-');
+            put_digits(w.0, d.month(), 2);
+            w.0.put_u8(b'-');
+            put_digits(w.0, d.day(), 2);
+            Ok(())
+        }
+        _ => write!(w, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day()),
+    }
+}
+
+/// `n` zero-padded to `width` digits (`n < 10^width`).
+fn put_digits(buf: &mut BytesMut, n: u32, width: u32) {
+    for p in (0..width).rev() {
+        buf.put_u8(b'0' + (n / 10u32.pow(p) % 10) as u8);
+    }
 }
 
 fn write_time(w: &mut Writer<'_>, t: NaiveTime) -> std::fmt::Result {
-    use std::fmt::Write;
-    write!(
-        w,
-        "{:02}:{:02}:{:02}.{:06}",
-        t.hour(),
-        t.minute(),
-        t.second(),
-        (t.nanosecond() / 1000).min(999_999)
-    )
+    put_digits(w.0, t.hour(), 2);
+    w.0.put_u8(b':');
+    put_digits(w.0, t.minute(), 2);
+    w.0.put_u8(b':');
+    put_digits(w.0, t.second(), 2);
+    w.0.put_u8(b'.');
+    put_digits(w.0, (t.nanosecond() / 1000).min(999_999), 6);
+    Ok(())
 }
 
 fn write_datetime(w: &mut Writer<'_>, t: NaiveDateTime) -> std::fmt::Result {
@@ -246,6 +264,33 @@ mod tests {
             text(&dec.unwrap_or(Value::Null)),
             b"-0.000000000000000000000000000001"
         );
+    }
+
+    #[test]
+    fn dates_and_times_print_as_the_padded_formats_do() {
+        for (y, nano) in [
+            (1, 0),
+            (999, 6_000),
+            (2024, 123_456_789),
+            (9999, 1_999_999_999),
+        ] {
+            let Some(dt) = NaiveDate::from_ymd_opt(y, 12, 31)
+                .and_then(|d| d.and_hms_nano_opt(23, 59, 59, nano))
+            else {
+                continue;
+            };
+            let want = format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+                dt.year(),
+                dt.month(),
+                dt.day(),
+                dt.hour(),
+                dt.minute(),
+                dt.second(),
+                (dt.nanosecond() / 1000).min(999_999)
+            );
+            assert_eq!(text(&Value::Timestamp(dt)), want.as_bytes());
+        }
     }
 
     #[test]
