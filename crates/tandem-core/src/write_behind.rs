@@ -26,8 +26,9 @@ use crate::position::Position;
 use crate::sink::{ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable};
 use crate::value::Value;
 
-/// Jobs waiting for the sink task at most (each a batch of writes, or a call).
-pub const QUEUED_JOBS: usize = 2;
+/// Jobs waiting for the sink task at most (each a batch of writes, or a call): with the
+/// one it runs and the one the applier builds, three batches are in memory at most.
+pub const QUEUED_JOBS: usize = 1;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
