@@ -253,6 +253,71 @@ async fn status_page_shows_the_streaming_direction_with_lag_and_applied_changes(
     assert!(dom.contains("version "), "no header line in {dom}");
 }
 
+/// The `verify` object of `/status`, once `ready` accepts it (60 s at most).
+async fn wait_for_verify(addr: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    loop {
+        if let Some((200, body)) = get(addr, "/status", None).await {
+            if let Ok(v) = serde_json::from_str::<Value>(&body) {
+                if ready(&v["verify"]) {
+                    return v["verify"].clone();
+                }
+            }
+            last = body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last /status: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn status_page_shows_the_verify_result_and_the_differing_key() {
+    let Some(browser) = chromium() else { return };
+    let pg = shared_pg().await;
+    let maria = shared_maria().await;
+    let pair = demo_pair(pg, maria, 20).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let cfg = write_config(&pair, pg, maria, &listen, |t| {
+        format!("{t}\n[verify]\ninterval = \"1s\"\n")
+    });
+    let _daemon = Daemon::start(&cfg, &[]);
+    wait_for_verify(&listen, "a verify run finding both sides equal", |v| {
+        v["last_run"].is_string() && v["equal"] == true
+    })
+    .await;
+    let dom = rendered_dom(&browser, &format!("http://{listen}/")).await;
+    assert_eq!(field(&dom, "verify"), Some("equal"), "{dom}");
+    assert_eq!(field(&dom, "verify-products"), Some("equal"), "{dom}");
+
+    // Drift no change log sees: the shop renames an item with its binlog off.
+    maria
+        .sql(
+            &pair.retail.name,
+            "SET SESSION sql_log_bin = 0; UPDATE products SET title = 'Drifted' WHERE sku = 'SKU-00007'",
+        )
+        .await
+        .expect("drift on the shop");
+    wait_for_verify(&listen, "a verify run naming the drifted key", |v| {
+        v["equal"] == false && v["mappings"]["products"]["differing_keys"] == 1
+    })
+    .await;
+    let dom = rendered_dom(&browser, &format!("http://{listen}/")).await;
+    assert_eq!(field(&dom, "verify"), Some("differs"), "{dom}");
+    assert_eq!(
+        field(&dom, "verify-products"),
+        Some("1 differing keys"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("SKU-00007"),
+        "the differing key is not shown: {dom}"
+    );
+}
+
 #[tokio::test]
 async fn status_page_marks_a_mapping_halted_by_a_drifted_table() {
     let Some(browser) = chromium() else { return };
