@@ -8,18 +8,11 @@
 
 mod sink_support;
 
-use sink_support::{client, database, sink, target};
+use sink_support::{client, database, inserts, sink, target};
 use tandem_core::error::StageError;
 use tandem_core::sink::{RowWrite, Sink};
 use tandem_core::{Lsn, Position, Value};
 use tandem_testkit::shared_pg;
-
-fn rows(ids: std::ops::Range<i64>, label: &str) -> Vec<RowWrite> {
-    ids.map(|i| RowWrite::Insert {
-        values: vec![Value::Int(i), Value::Text(format!("{label} {i}"))],
-    })
-    .collect()
-}
 
 fn at() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
@@ -42,7 +35,7 @@ async fn a_batch_of_new_keys_is_copied_straight_into_the_table() {
     let mut sink = sink(&db).await;
     sink.set_copy_threshold(10);
     sink.begin().await.unwrap();
-    sink.write(&table, &rows(0..50, "new\tline\\"))
+    sink.write(&table, &inserts(0..50, "new\tline\\"))
         .await
         .unwrap();
     // No staging table: the rows went in with one COPY.
@@ -79,7 +72,10 @@ async fn a_key_committed_by_another_writer_is_kept_and_reported_as_transient() {
     let mut sink = sink(&db).await;
     sink.set_copy_threshold(10);
     sink.begin().await.unwrap();
-    let err = sink.write(&table, &rows(0..50, "copy")).await.unwrap_err();
+    let err = sink
+        .write(&table, &inserts(0..50, "copy"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StageError::Transient { .. }), "{err}");
     assert!(err.to_string().contains("49 of 50 rows inserted"), "{err}");
     // The transaction is still usable (the failed COPY was rolled back to its savepoint).
@@ -114,7 +110,7 @@ async fn tables_where_copy_differs_from_insert_take_the_staged_way() {
     // cannot run on a table with rules at all, so neither may the copy: it fails alike.
     let ruled = target(&db, "ruled").await;
     sink.begin().await.unwrap();
-    let err = sink.write(&ruled, &rows(0..20, "r")).await.unwrap_err();
+    let err = sink.write(&ruled, &inserts(0..20, "r")).await.unwrap_err();
     assert!(matches!(err, StageError::Definite { .. }), "{err}");
     sink.rollback().await.unwrap();
     let c = client(&db).await;
@@ -123,7 +119,10 @@ async fn tables_where_copy_differs_from_insert_take_the_staged_way() {
     // COPY would defer the key check to the commit; `ON CONFLICT` refuses the table.
     let deferred = target(&db, "deferred").await;
     sink.begin().await.unwrap();
-    let err = sink.write(&deferred, &rows(0..20, "d")).await.unwrap_err();
+    let err = sink
+        .write(&deferred, &inserts(0..20, "d"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StageError::Definite { .. }), "{err}");
     sink.rollback().await.unwrap();
 

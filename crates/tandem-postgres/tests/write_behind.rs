@@ -8,19 +8,12 @@
 
 mod sink_support;
 
-use sink_support::{client, database, sink, target};
+use sink_support::{client, database, inserts, sink, target};
 use tandem_core::error::StageError;
 use tandem_core::sink::{RowWrite, Sink};
 use tandem_core::write_behind::WriteBehind;
 use tandem_core::{Lsn, Position, Value};
 use tandem_testkit::shared_pg;
-
-fn rows(ids: std::ops::Range<i64>, label: &str) -> Vec<RowWrite> {
-    ids.map(|i| RowWrite::Insert {
-        values: vec![Value::Int(i), Value::Text(format!("{label} {i}"))],
-    })
-    .collect()
-}
 
 async fn count(c: &tokio_postgres::Client) -> i64 {
     c.query_one("SELECT count(*) FROM t", &[])
@@ -41,7 +34,7 @@ async fn queued_writes_are_read_back_and_committed_in_order() {
     let table = target(&db, "t").await;
     let mut wb = WriteBehind::spawn(Box::new(sink(&db).await));
     wb.begin().await.unwrap();
-    wb.write_owned(&table, rows(0..100, "a")).await.unwrap();
+    wb.write_owned(&table, inserts(0..100, "a")).await.unwrap();
     wb.write_owned(
         &table,
         vec![RowWrite::Update {
@@ -60,7 +53,9 @@ async fn queued_writes_are_read_back_and_committed_in_order() {
         got,
         vec![Some(vec![Value::Int(7), Value::Text("b 7".into())]), None]
     );
-    wb.write_owned(&table, rows(100..150, "c")).await.unwrap();
+    wb.write_owned(&table, inserts(100..150, "c"))
+        .await
+        .unwrap();
     wb.commit("p", &Position::PgLsn { lsn: Lsn(1) }, chrono::Utc::now())
         .await
         .unwrap();
@@ -82,8 +77,8 @@ async fn a_failed_queued_write_is_reported_next_and_nothing_after_it_commits() {
     wb.begin().await.unwrap();
     // Key 5 exists: the insert contract makes this write fail (transient), but only the
     // task knows yet.
-    wb.write_owned(&table, rows(0..10, "x")).await.unwrap();
-    wb.write_owned(&table, rows(10..20, "y")).await.unwrap();
+    wb.write_owned(&table, inserts(0..10, "x")).await.unwrap();
+    wb.write_owned(&table, inserts(10..20, "y")).await.unwrap();
     let err = wb
         .fetch_current(&table, &[vec![Value::Int(1)]])
         .await
@@ -103,7 +98,7 @@ async fn a_failed_queued_write_is_reported_next_and_nothing_after_it_commits() {
     assert_eq!(cp, None);
     // After the rollback the sink works again.
     wb.begin().await.unwrap();
-    wb.write_owned(&table, rows(10..20, "z")).await.unwrap();
+    wb.write_owned(&table, inserts(10..20, "z")).await.unwrap();
     wb.commit("p", &Position::PgLsn { lsn: Lsn(2) }, chrono::Utc::now())
         .await
         .unwrap();

@@ -162,14 +162,24 @@ async fn wait_for_status(
     what: &str,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
+    wait_for_part(addr, token, what, |v| &v["directions"][DIRECTION], ready).await
+}
+
+/// The part of `/status` that `part` picks, once `ready` accepts it (60 s at most).
+async fn wait_for_part(
+    addr: &str,
+    token: Option<&str>,
+    what: &str,
+    part: impl Fn(&Value) -> &Value,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = String::new();
     loop {
         if let Some((200, body)) = get(addr, "/status", token).await {
             if let Ok(v) = serde_json::from_str::<Value>(&body) {
-                let d = &v["directions"][DIRECTION];
-                if ready(d) {
-                    return d.clone();
+                if ready(part(&v)) {
+                    return part(&v).clone();
                 }
             }
             last = body;
@@ -253,27 +263,6 @@ async fn status_page_shows_the_streaming_direction_with_lag_and_applied_changes(
     assert!(dom.contains("version "), "no header line in {dom}");
 }
 
-/// The `verify` object of `/status`, once `ready` accepts it (60 s at most).
-async fn wait_for_verify(addr: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::new();
-    loop {
-        if let Some((200, body)) = get(addr, "/status", None).await {
-            if let Ok(v) = serde_json::from_str::<Value>(&body) {
-                if ready(&v["verify"]) {
-                    return v["verify"].clone();
-                }
-            }
-            last = body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last /status: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn status_page_shows_the_verify_result_and_the_differing_key() {
     let Some(browser) = chromium() else { return };
@@ -285,9 +274,13 @@ async fn status_page_shows_the_verify_result_and_the_differing_key() {
         format!("{t}\n[verify]\ninterval = \"1s\"\n")
     });
     let _daemon = Daemon::start(&cfg, &[]);
-    wait_for_verify(&listen, "a verify run finding both sides equal", |v| {
-        v["last_run"].is_string() && v["equal"] == true
-    })
+    wait_for_part(
+        &listen,
+        None,
+        "a verify run finding both sides equal",
+        |v| &v["verify"],
+        |v| v["last_run"].is_string() && v["equal"] == true,
+    )
     .await;
     let dom = rendered_dom(&browser, &format!("http://{listen}/")).await;
     assert_eq!(field(&dom, "verify"), Some("equal"), "{dom}");
@@ -301,9 +294,13 @@ async fn status_page_shows_the_verify_result_and_the_differing_key() {
         )
         .await
         .expect("drift on the shop");
-    wait_for_verify(&listen, "a verify run naming the drifted key", |v| {
-        v["equal"] == false && v["mappings"]["products"]["differing_keys"] == 1
-    })
+    wait_for_part(
+        &listen,
+        None,
+        "a verify run naming the drifted key",
+        |v| &v["verify"],
+        |v| v["equal"] == false && v["mappings"]["products"]["differing_keys"] == 1,
+    )
     .await;
     let dom = rendered_dom(&browser, &format!("http://{listen}/")).await;
     assert_eq!(field(&dom, "verify"), Some("differs"), "{dom}");

@@ -4,7 +4,7 @@
 
 use tandem_core::config::catalog::Catalog;
 use tandem_core::config::{EndpointConfig, EndpointKind, LoopPrevention, TlsConfig, TlsMode};
-use tandem_core::sink::TargetTable;
+use tandem_core::sink::{RowWrite, TargetTable};
 use tandem_core::TableId;
 use tandem_postgres::catalog::PgCatalog;
 use tandem_postgres::connect::connect;
@@ -73,4 +73,15 @@ pub async fn target(db: &TestDb, table: &str) -> TargetTable {
             .collect(),
         key: t.schema.key.clone(),
     }
+}
+
+/// Inserts of `(id, "{label} {id}")` rows for a `(bigint key, text)` table.
+pub fn inserts(ids: std::ops::Range<i64>, label: &str) -> Vec<RowWrite> {
+    ids.map(|i| RowWrite::Insert {
+        values: vec![
+            tandem_core::Value::Int(i),
+            tandem_core::Value::Text(format!("{label} {i}")),
+        ],
+    })
+    .collect()
 }
