@@ -793,35 +793,31 @@ impl Applier {
                 .collect();
             return self.sink.write_owned(&target, writes).await;
         }
-        // Read the current target rows once.
-        let mut order: Vec<String> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::with_capacity(mapped.len());
+        // Read the current target rows once: the batch's distinct keys in order of first
+        // appearance, and per change the position of its key among them.
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(mapped.len());
         let mut keys: Vec<Vec<Value>> = Vec::new();
-        let mut change_keys: Vec<Option<String>> = Vec::with_capacity(mapped.len());
+        let mut change_keys: Vec<Option<usize>> = Vec::with_capacity(mapped.len());
         for (tc, _, _) in &mapped {
-            let k = tc.key(&target);
-            let ks = k.as_ref().map(|k| key_string(k));
-            if let (Some(k), Some(s)) = (k, &ks) {
-                if seen.insert(s.clone()) {
-                    order.push(s.clone());
+            let slot = tc.key(&target).map(|k| {
+                let next = keys.len();
+                let slot = *index.entry(key_string(&k)).or_insert(next);
+                if slot == next {
                     keys.push(k);
                 }
-            }
-            change_keys.push(ks);
+                slot
+            });
+            change_keys.push(slot);
         }
-        drop(seen);
+        drop(index);
         let current = if self.tx_snapshot && self.copying_into_empty(mi, &target).await? {
             // Nothing to read: see `copying_into_empty`.
             vec![None; keys.len()]
         } else {
             self.sink.fetch_current(&target, &keys).await?
         };
-        // key → (row as read, row as resolved so far)
-        let mut state: HashMap<String, RowStates> = order
-            .iter()
-            .cloned()
-            .zip(current.into_iter().map(|c| (c.clone(), c)))
-            .collect();
+        // Per distinct key: (row as read, row as resolved so far).
+        let mut state: Vec<RowStates> = current.into_iter().map(|c| (c.clone(), c)).collect();
         let m = &self.mappers[mi];
         let resolver = Resolver {
             strategies: &m.strategies,
@@ -832,8 +828,8 @@ impl Applier {
             initial_sync: self.tx_snapshot,
         };
         let mut write_backs = Vec::new();
-        for ((tc, ci, ch), ks) in mapped.iter().zip(&change_keys) {
-            let Some(ks) = ks else {
+        for ((tc, ci, ch), slot) in mapped.iter().zip(&change_keys) {
+            let Some(slot) = slot else {
                 self.dead.push(DeadLetter {
                     mapping: mapping.clone(),
                     key: serde_json::Value::Null,
@@ -843,7 +839,7 @@ impl Applier {
                 });
                 continue;
             };
-            let Some((_, cur)) = state.get_mut(ks) else {
+            let Some((_, cur)) = state.get_mut(*slot) else {
                 continue;
             };
             let r = resolver.resolve(tc, cur.as_deref());
@@ -926,10 +922,7 @@ impl Applier {
         }
         // One write per key: the difference between the row read and the row resolved.
         let mut writes = Vec::new();
-        for ks in &order {
-            let Some((orig, fin)) = state.remove(ks) else {
-                continue;
-            };
+        for (orig, fin) in state {
             match (orig, fin) {
                 (None, Some(f)) => writes.push(RowWrite::Insert { values: f }),
                 (Some(o), Some(f)) => {
