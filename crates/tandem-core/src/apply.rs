@@ -153,15 +153,8 @@ fn key_string(key: &[Value]) -> String {
 fn plain_copy(target: &TargetTable, mapped: &[(TargetChange, usize, &Change)]) -> bool {
     let mut seen: HashSet<String> = HashSet::with_capacity(mapped.len());
     mapped.iter().all(|(tc, _, _)| {
-        let TargetChange::Insert { after } = tc else {
-            return false;
-        };
-        let key: Option<Vec<Value>> = target
-            .key
-            .iter()
-            .map(|&i| after.get(i).cloned().flatten())
-            .collect();
-        key.is_some_and(|k| seen.insert(key_string(&k)))
+        matches!(tc, TargetChange::Insert { .. })
+            && tc.key(target).is_some_and(|k| seen.insert(key_string(&k)))
     })
 }
 
@@ -561,7 +554,9 @@ impl Applier {
             // Source transactions are waiting in the open group: the write-back rides
             // along and commits with them and *their* checkpoint. Committing it here with
             // the old checkpoint would commit their rows under a position they are past,
-            // and a restart would apply them twice.
+            // and a restart would apply them twice. Their changes are written first: the
+            // write-back came after them and must see what they leave.
+            self.flush().await?;
             return self.apply_write_back(wb).await;
         }
         // Only once there is a checkpoint to commit with.

@@ -103,6 +103,8 @@ pub struct PgSink {
     copy_threshold: usize,
     /// Staging tables for `COPY`, by table and column list: their number in the name.
     stages: HashMap<(TableId, String), usize>,
+    /// Per table: whether `COPY` straight into it behaves as `INSERT` (asked once).
+    direct_copy: HashMap<TableId, bool>,
 }
 
 impl Drop for PgSink {
@@ -142,6 +144,7 @@ impl PgSink {
             statements: HashMap::new(),
             copy_threshold: COPY_THRESHOLD,
             stages: HashMap::new(),
+            direct_copy: HashMap::new(),
         })
     }
 

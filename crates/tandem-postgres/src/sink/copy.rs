@@ -111,20 +111,14 @@ pub(super) async fn insert(
     let t = &target.table;
     let table = qualified(&t.schema, &t.name);
     let err = |e| classify(format!("Writing to {t} failed"), e);
-    let direct: bool = sink
-        .client
-        .query_one(
-            "SELECT c.relkind IN ('r', 'p') AND NOT c.relhasrules AND NOT EXISTS ( \
-               SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 \
-               AND NOT a.attisdropped AND a.attidentity = 'a') AND NOT EXISTS ( \
-               SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.condeferrable \
-               AND k.contype IN ('p', 'u')) \
-             FROM pg_class c WHERE c.oid = $1::text::regclass",
-            &[&table],
-        )
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(err)?;
+    let direct = match sink.direct_copy.get(t) {
+        Some(&direct) => direct,
+        None => {
+            let direct = copy_is_insert(sink, &table).await.map_err(err)?;
+            sink.direct_copy.insert(t.clone(), direct);
+            direct
+        }
+    };
     if !direct {
         return staged(sink, target, cols, batch).await;
     }
@@ -164,6 +158,24 @@ pub(super) async fn insert(
             staged(sink, target, cols, batch).await
         }
     }
+}
+
+/// Whether `COPY` straight into `table` behaves as `INSERT` would: a plain or partitioned
+/// table without rules (`COPY` ignores them), `GENERATED ALWAYS` identities (`COPY` may
+/// not set them) or deferrable unique keys (checked at commit, not per row).
+async fn copy_is_insert(sink: &PgSink, table: &str) -> Result<bool, tokio_postgres::Error> {
+    sink.client
+        .query_one(
+            "SELECT c.relkind IN ('r', 'p') AND NOT c.relhasrules AND NOT EXISTS ( \
+               SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 \
+               AND NOT a.attisdropped AND a.attidentity = 'a') AND NOT EXISTS ( \
+               SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.condeferrable \
+               AND k.contype IN ('p', 'u')) \
+             FROM pg_class c WHERE c.oid = $1::text::regclass",
+            &[&table],
+        )
+        .await?
+        .try_get(0)
 }
 
 /// Large insert segments of a mixed batch: staged.
