@@ -124,10 +124,10 @@ pub fn snapshot_progress_key(pipeline: &str, table: &TableId) -> String {
     format!("{pipeline} snapshot {table}")
 }
 
-/// A key as a string for the batch's maps: equal for keys whose JSON forms are equal
-/// (so `Int(5)` and `UInt(5)` are one key), different otherwise. Integers and texts are
-/// written directly; rendering every key through `serde_json` was a visible share of the
-/// applier's CPU.
+/// A key as a string for the batch's maps: equal exactly for equal keys of one target
+/// table (its values are already converted to the columns' types; `Int(5)` and `UInt(5)`
+/// are one key). Integers and texts are written directly; rendering every key through
+/// `serde_json` was a visible share of the applier's CPU.
 fn key_string(key: &[Value]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
