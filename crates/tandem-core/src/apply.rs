@@ -36,6 +36,7 @@ use tracing::{info, warn};
 
 use crate::change::{Change, RowChange, SourceEvent, TableId};
 use crate::config::OnError;
+use crate::copy_progress::CopyProgress;
 use crate::error::StageError;
 use crate::mapper::{MapError, RowMapper, TargetChange, TargetRow};
 use crate::position::Position;
@@ -110,8 +111,8 @@ pub struct Applier {
     tx_snapshot: bool,
     /// Approximate bytes of the values in `pending` (counted for snapshot transactions).
     pending_bytes: usize,
-    /// Per mapper: whether its target table held no row when the open snapshot
-    /// transaction first wrote to it (asked once per transaction; see [`Applier::flush`]).
+    /// Per mapper: whether its target table held no row when the copy of its table first
+    /// wrote to it (asked once per table copy; see `Applier::copying_into_empty`).
     copy_into_empty: HashMap<usize, bool>,
 }
 
@@ -300,10 +301,23 @@ impl Applier {
         Ok(self.checkpoint.clone())
     }
 
-    /// Another position stored in the target's checkpoint table under `key` (e.g. a
-    /// [`snapshot_progress_key`]); `None` if there is none.
-    pub async fn stored_checkpoint(&mut self, key: &str) -> Result<Option<Position>, StageError> {
-        self.sink.checkpoint(key).await
+    /// The copy record of source `table` (see [`snapshot_progress_key`]); `None` if no part
+    /// of its initial copy was committed.
+    pub async fn copy_progress(
+        &mut self,
+        table: &TableId,
+    ) -> Result<Option<CopyProgress>, StageError> {
+        let key = snapshot_progress_key(&self.settings.pipeline, table);
+        let Some(text) = self.sink.checkpoint_text(&key).await? else {
+            return Ok(None);
+        };
+        CopyProgress::from_text(&text).map(Some).map_err(|e| {
+            StageError::definite_from(
+                format!("The initial-copy record {key:?} in tandem's checkpoint table cannot be read"),
+                "delete the direction's rows (pipeline LIKE '<direction>%') from the checkpoint table to copy again",
+                e,
+            )
+        })
     }
 
     /// Apply events until the transport closes, `stop` turns true, or an error.
@@ -369,7 +383,11 @@ impl Applier {
                     }
                     in_tx = true;
                     self.tx_snapshot = b.snapshot;
-                    self.copy_into_empty.clear();
+                    if !b.snapshot {
+                        // A table's copy spans several snapshot transactions; whether its
+                        // target was empty is known from its first (see `copying_into_empty`).
+                        self.copy_into_empty.clear();
+                    }
                     self.ensure_open().await?;
                 }
                 SourceEvent::Change(c) => {
@@ -445,18 +463,22 @@ impl Applier {
                 }
                 SourceEvent::SnapshotCommit {
                     table,
-                    position,
+                    progress,
                     commit_time,
                 } => {
                     in_tx = false;
                     self.flush().await?;
                     // Never grouped: it records its own key, not the direction's.
                     self.group_txs = 1;
-                    self.group_last = Some((position, commit_time));
+                    self.group_last = progress.newest().map(|p| (p.clone(), commit_time));
                     let key = snapshot_progress_key(&self.settings.pipeline, &table);
-                    self.commit_group_to(Some(key)).await?;
-                    self.status
-                        .snapshot_table_committed(&self.settings.pipeline);
+                    self.commit_group_to(Some((key, progress.to_text())))
+                        .await?;
+                    if progress.is_finished() {
+                        self.copy_into_empty.clear();
+                        self.status
+                            .snapshot_table_committed(&self.settings.pipeline);
+                    }
                 }
                 SourceEvent::Progress { position, at } => {
                     if self.group_txs > 0 {
@@ -963,14 +985,16 @@ impl Applier {
         Ok(())
     }
 
-    /// Whether mapper `mi`'s target table held no row when the open snapshot transaction
-    /// first wrote to it. Then every key of the copy is absent unless a concurrent writer
-    /// (an application, or the other direction) inserts it meanwhile, so the applier skips
-    /// reading current rows and hands every row to the sink as an insert. The sink's
-    /// inserts never overwrite an existing key and report one as a transient error (see
-    /// [`RowWrite::Insert`]); the retry copies the table again, finds it no longer empty,
-    /// reads current rows and resolves the pair as `insert_exists`. A table that held
-    /// rows (an initial reconcile) is read batch by batch, as any transaction is.
+    /// Whether mapper `mi`'s target table held no row when the copy's first snapshot
+    /// transaction first wrote to it (kept across the parts of one table's copy: the
+    /// earlier parts' keys precede the later ones'). Then every key of the copy is absent
+    /// unless a concurrent writer (an application, or the other direction) inserts it
+    /// meanwhile, so the applier skips reading current rows and hands every row to the
+    /// sink as an insert. The sink's inserts never overwrite an existing key and report one
+    /// as a transient error (see [`RowWrite::Insert`]); the retry continues the copy after
+    /// its last committed part, finds the table no longer empty, reads current rows and
+    /// resolves the pair as `insert_exists`. A table that held rows (an initial reconcile)
+    /// is read batch by batch, as any transaction is.
     async fn copying_into_empty(
         &mut self,
         mi: usize,
@@ -988,9 +1012,13 @@ impl Applier {
         self.commit_group_to(None).await
     }
 
-    /// Commit the open target transaction with its position recorded under `key`, or as
-    /// the direction's checkpoint (then acknowledged to the source) when `key` is `None`.
-    async fn commit_group_to(&mut self, key: Option<String>) -> Result<(), StageError> {
+    /// Commit the open target transaction with `record` (a key and its text) in the
+    /// checkpoint table, or its position as the direction's checkpoint (then acknowledged
+    /// to the source) when `record` is `None`.
+    async fn commit_group_to(
+        &mut self,
+        record: Option<(String, String)>,
+    ) -> Result<(), StageError> {
         // Sources end a group only at transaction boundaries (Commit, Progress,
         // SnapshotCommit): everything pending belongs to committed transactions.
         self.flush().await?;
@@ -1003,11 +1031,15 @@ impl Applier {
             }
             self.sink.record(&self.conflicts, &self.dead).await?;
         }
-        let snapshot_table = key.is_some();
-        let checkpoint_key = key.unwrap_or_else(|| self.settings.pipeline.clone());
-        self.sink
-            .commit(&checkpoint_key, &position, commit_time)
-            .await?;
+        let snapshot_table = record.is_some();
+        match &record {
+            Some((key, text)) => self.sink.commit_text(key, text, commit_time).await?,
+            None => {
+                self.sink
+                    .commit(&self.settings.pipeline, &position, commit_time)
+                    .await?
+            }
+        }
         self.open = false;
         let p = self.settings.pipeline.clone();
         let elapsed = self

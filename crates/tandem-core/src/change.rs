@@ -172,14 +172,15 @@ pub enum SourceEvent {
     },
     Commit(TxCommit),
     /// Ends an initial-copy transaction (opened by a `Begin` with `snapshot: true`) that
-    /// holds every row of one source `table` as of the snapshot at `position`. The applier
-    /// commits it like any other transaction, but records `position` under the table's
+    /// holds rows of one source `table`: the next keys of its copy, up to where `progress`
+    /// (the table's whole copy record, this transaction included) says. The applier commits
+    /// it like any other transaction, but records `progress` under the table's
     /// snapshot-progress key (`apply::snapshot_progress_key`) instead of the direction's
     /// checkpoint, and acknowledges nothing: streaming has not started yet. After a crash
-    /// the copy resumes with the tables that have no such record.
+    /// the copy resumes after the last recorded key (see `copy_progress`).
     SnapshotCommit {
         table: TableId,
-        position: Position,
+        progress: crate::copy_progress::CopyProgress,
         commit_time: DateTime<Utc>,
     },
     /// The source has read up to `position` and no transaction is open: nothing between the

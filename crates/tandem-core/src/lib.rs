@@ -17,6 +17,7 @@ pub mod change;
 pub mod check;
 pub mod config;
 pub mod convert;
+pub mod copy_progress;
 pub mod error;
 pub mod expr;
 pub mod ledger;

@@ -84,9 +84,24 @@ pub struct DeadLetter {
 
 #[async_trait]
 pub trait Sink: Send {
+    /// The text stored under `key` in the checkpoint table (what [`Sink::commit_text`]
+    /// wrote); `None` if there is no such row.
+    async fn checkpoint_text(&mut self, key: &str) -> Result<Option<String>, StageError>;
+
     /// The last source position durably applied for `pipeline` (a direction's name), read
     /// from the checkpoint table; `None` before the first commit.
-    async fn checkpoint(&mut self, pipeline: &str) -> Result<Option<Position>, StageError>;
+    async fn checkpoint(&mut self, pipeline: &str) -> Result<Option<Position>, StageError> {
+        let Some(text) = self.checkpoint_text(pipeline).await? else {
+            return Ok(None);
+        };
+        Position::from_checkpoint_text(&text).map(Some).map_err(|e| {
+            StageError::definite_from(
+                format!("The checkpoint of {pipeline} in tandem's checkpoint table is not a position tandem wrote"),
+                format!("restore the row from a backup, or delete it to start {pipeline} from scratch (copy again)"),
+                e,
+            )
+        })
+    }
 
     /// Open a target transaction.
     async fn begin(&mut self) -> Result<(), StageError>;
@@ -126,13 +141,24 @@ pub trait Sink: Send {
         dead_letters: &[DeadLetter],
     ) -> Result<(), StageError>;
 
+    /// Write `text` under `key` in the checkpoint table and commit, atomically.
+    async fn commit_text(
+        &mut self,
+        key: &str,
+        text: &str,
+        source_commit_time: DateTime<Utc>,
+    ) -> Result<(), StageError>;
+
     /// Write `position` as `pipeline`'s checkpoint and commit, atomically.
     async fn commit(
         &mut self,
         pipeline: &str,
         position: &Position,
         source_commit_time: DateTime<Utc>,
-    ) -> Result<(), StageError>;
+    ) -> Result<(), StageError> {
+        self.commit_text(pipeline, &position.to_checkpoint_text(), source_commit_time)
+            .await
+    }
 
     /// Abandon the open transaction (after an error; the applier then retries or halts).
     async fn rollback(&mut self) -> Result<(), StageError>;

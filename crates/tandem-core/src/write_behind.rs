@@ -22,7 +22,6 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StageError;
-use crate::position::Position;
 use crate::sink::{ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable};
 use crate::value::Value;
 
@@ -133,10 +132,10 @@ async fn run(mut sink: Box<dyn Sink>, mut jobs: mpsc::Receiver<Job>) {
 
 #[async_trait]
 impl Sink for WriteBehind {
-    async fn checkpoint(&mut self, pipeline: &str) -> Result<Option<Position>, StageError> {
-        let pipeline = pipeline.to_owned();
+    async fn checkpoint_text(&mut self, key: &str) -> Result<Option<String>, StageError> {
+        let key = key.to_owned();
         self.ask(false, move |s| {
-            Box::pin(async move { s.checkpoint(&pipeline).await })
+            Box::pin(async move { s.checkpoint_text(&key).await })
         })
         .await
     }
@@ -194,15 +193,15 @@ impl Sink for WriteBehind {
         .await
     }
 
-    async fn commit(
+    async fn commit_text(
         &mut self,
-        pipeline: &str,
-        position: &Position,
+        key: &str,
+        text: &str,
         source_commit_time: DateTime<Utc>,
     ) -> Result<(), StageError> {
-        let (pipeline, position) = (pipeline.to_owned(), position.clone());
+        let (key, text) = (key.to_owned(), text.to_owned());
         self.ask(false, move |s| {
-            Box::pin(async move { s.commit(&pipeline, &position, source_commit_time).await })
+            Box::pin(async move { s.commit_text(&key, &text, source_commit_time).await })
         })
         .await
     }

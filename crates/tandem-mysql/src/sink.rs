@@ -53,7 +53,6 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row};
 use tandem_core::config::{EndpointConfig, LoopPrevention, Secret};
 use tandem_core::error::StageError;
-use tandem_core::position::Position;
 use tandem_core::sink::{ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable};
 use tandem_core::{TableId, Value};
 
@@ -369,25 +368,14 @@ impl MySqlSink {
 
 #[async_trait]
 impl Sink for MySqlSink {
-    async fn checkpoint(&mut self, pipeline: &str) -> Result<Option<Position>, StageError> {
-        let text: Option<String> = self
-            .conn
+    async fn checkpoint_text(&mut self, key: &str) -> Result<Option<String>, StageError> {
+        self.conn
             .exec_first(
                 format!("SELECT position FROM {CHECKPOINTS} WHERE pipeline = ?"),
-                (pipeline,),
+                (key,),
             )
             .await
-            .map_err(|e| classify(format!("Reading the checkpoint of {pipeline}"), e))?;
-        text.map(|t| {
-            Position::from_checkpoint_text(&t).map_err(|e| {
-                StageError::definite_from(
-                    format!("The checkpoint of {pipeline} in {CHECKPOINTS} is not a position tandem wrote"),
-                    format!("restore the row from a backup, or delete it to start {pipeline} from scratch (re-snapshot)"),
-                    e,
-                )
-            })
-        })
-        .transpose()
+            .map_err(|e| classify(format!("Reading the checkpoint of {key}"), e))
     }
 
     async fn begin(&mut self) -> Result<(), StageError> {
@@ -628,10 +616,10 @@ impl Sink for MySqlSink {
         Ok(())
     }
 
-    async fn commit(
+    async fn commit_text(
         &mut self,
         pipeline: &str,
-        position: &Position,
+        text: &str,
         source_commit_time: DateTime<Utc>,
     ) -> Result<(), StageError> {
         if !self.in_txn {
@@ -647,7 +635,7 @@ impl Sink for MySqlSink {
         );
         let params = vec![
             mysql_async::Value::Bytes(pipeline.as_bytes().to_vec()),
-            mysql_async::Value::Bytes(position.to_checkpoint_text().into_bytes()),
+            mysql_async::Value::Bytes(text.as_bytes().to_vec()),
             to_mysql_value(&Value::TimestampTz(source_commit_time)),
         ];
         self.exec(&sql, params)

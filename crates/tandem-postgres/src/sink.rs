@@ -51,7 +51,6 @@ use chrono::{DateTime, Utc};
 use tandem_core::change::TableId;
 use tandem_core::config::{EndpointConfig, Secret};
 use tandem_core::error::StageError;
-use tandem_core::position::Position;
 use tandem_core::sink::{ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable};
 use tandem_core::value::Value;
 use tokio::task::JoinHandle;
@@ -458,27 +457,19 @@ pub(crate) fn classify(what: impl Into<String>, e: tokio_postgres::Error) -> Sta
 
 #[async_trait]
 impl Sink for PgSink {
-    async fn checkpoint(&mut self, pipeline: &str) -> Result<Option<Position>, StageError> {
+    async fn checkpoint_text(&mut self, key: &str) -> Result<Option<String>, StageError> {
         let sql = format!(
             "SELECT position FROM {}.checkpoints WHERE pipeline = $1",
             self.schema
         );
         let row = self
             .client
-            .query_opt(&sql, &[&pipeline])
+            .query_opt(&sql, &[&key])
             .await
             .map_err(|e| classify("Cannot read the checkpoint", e))?;
-        let Some(row) = row else { return Ok(None) };
-        let text: String = row
-            .try_get(0)
-            .map_err(|e| classify("Cannot read the checkpoint", e))?;
-        Position::from_checkpoint_text(&text).map(Some).map_err(|e| {
-            StageError::definite_from(
-                format!("The checkpoint of {pipeline:?} cannot be read"),
-                format!("the row in {}.checkpoints was not written by this tandem; delete it to start over", self.schema),
-                e,
-            )
-        })
+        row.map(|r| r.try_get(0))
+            .transpose()
+            .map_err(|e| classify("Cannot read the checkpoint", e))
     }
 
     async fn begin(&mut self) -> Result<(), StageError> {
@@ -698,10 +689,10 @@ impl Sink for PgSink {
         Ok(())
     }
 
-    async fn commit(
+    async fn commit_text(
         &mut self,
         pipeline: &str,
-        position: &Position,
+        text: &str,
         source_commit_time: DateTime<Utc>,
     ) -> Result<(), StageError> {
         self.require_transaction("commit")?;
@@ -713,7 +704,6 @@ impl Sink for PgSink {
                  applied_at = EXCLUDED.applied_at",
             self.schema
         );
-        let text = position.to_checkpoint_text();
         if let Err(e) = self
             .client
             .execute(&sql, &[&pipeline, &text, &source_commit_time])

@@ -179,6 +179,11 @@ impl PgSnapshot {
         self.tables.get(table).map(|t| Arc::clone(&t.schema))
     }
 
+    /// The columns (indexes into the schema's) `table` is copied in the order of.
+    pub fn order_key(&self, table: &TableId) -> Option<&[usize]> {
+        self.tables.get(table).map(|t| t.order_key.as_slice())
+    }
+
     pub fn progress(&self, table: &TableId) -> Option<SnapshotProgress> {
         self.tables.get(table).map(|t| t.progress)
     }

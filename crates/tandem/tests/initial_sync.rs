@@ -401,6 +401,43 @@ columns = [
 const BULK_SUMS: &str = "SELECT count(*), sum(cnt), sum(id::bigint * cnt) FROM bulk";
 const BULK_SUMS_MY: &str = "SELECT count(*), sum(cnt), sum(CAST(id AS SIGNED) * cnt) FROM bulk";
 
+/// Changes to `bulk` while tandem is down after a crash in its copy: to the committed part
+/// (the stream must bring them), to the rest (copied again at a newer snapshot, so the
+/// stream must not apply them a second time), and keys moved across the seam both ways.
+fn bulk_changes_while_down() -> String {
+    format!(
+        "UPDATE bulk SET cnt = cnt + 1 WHERE id <= 100;
+         UPDATE bulk SET cnt = cnt + 1 WHERE id > {BULK_ROWS} - 100;
+         UPDATE bulk SET id = id + 1000000 WHERE id = 5;
+         UPDATE bulk SET id = -id WHERE id = {BULK_ROWS};"
+    )
+}
+
+/// Kill `daemon` once a part of `bulk`'s copy is committed on the target (`count` runs a
+/// query there); returns the rows committed, checked to be a prefix in key order.
+async fn kill_after_a_committed_part<F, Fut>(daemon: Daemon, count: F) -> u64
+where
+    F: Fn(&'static str) -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    wait_for("a part of bulk's copy to be committed", 120, || async {
+        count("SELECT count(*) FROM bulk").await != "0"
+    })
+    .await;
+    drop(daemon); // SIGKILL
+    let committed: u64 = count("SELECT count(*) FROM bulk").await.parse().unwrap();
+    assert!(
+        committed < BULK_ROWS,
+        "the copy finished before the kill; nothing to resume"
+    );
+    assert_eq!(
+        count("SELECT max(id) FROM bulk").await,
+        committed.to_string(),
+        "the committed part is a prefix of the table in key order"
+    );
+    committed
+}
+
 #[tokio::test]
 async fn a_crash_during_the_copy_resumes_without_redoing_finished_tables() {
     let pg = shared_pg().await;
@@ -434,38 +471,24 @@ async fn a_crash_during_the_copy_resumes_without_redoing_finished_tables() {
     });
     const DIR: &str = "inventory->retail";
 
-    // First run: killed once the large table is well into its copy.
+    // First run: killed once part of the large table is committed (its copy commits every
+    // 50,000 rows with the last key, so that a crash resumes after it).
     let first = Daemon::start(&cfg, &pair.dir.join("first.log"));
-    wait_for("the copy of public.bulk to be under way", 120, || async {
-        snapshot_rows(&listen, DIR, "public.bulk")
-            .await
-            .is_some_and(|n| n >= 10_000)
-    })
-    .await;
-    let copied_before_kill = snapshot_rows(&listen, DIR, "public.bulk").await.unwrap();
-    drop(first); // SIGKILL
-    assert!(
-        copied_before_kill < BULK_ROWS,
-        "the copy finished before the kill; nothing to resume"
-    );
-    assert_eq!(
-        my_rows(maria, &ret, "SELECT count(*) FROM bulk").await,
-        "0",
-        "the interrupted table's copy is one uncommitted transaction"
-    );
+    let committed = kill_after_a_committed_part(first, |q| my_rows(maria, &ret, q)).await;
     assert_eq!(
         my_rows(maria, &ret, "SELECT count(*) FROM products").await,
         "20",
         "the finished table is committed"
     );
 
-    // Changes while tandem is down: to the finished table (copied at the old snapshot,
-    // so the stream must bring them) and to the interrupted one (copied again at a newer
-    // snapshot, so the stream must not apply them a second time).
+    // Changes while tandem is down, also to the finished table (copied at the old
+    // snapshot, so the stream must bring them).
     pg.psql(
         &inv,
-        "UPDATE items SET on_hand = on_hand + 7 WHERE sku = 'SKU-00003';
-         UPDATE bulk SET cnt = cnt + 1 WHERE id <= 100;",
+        &format!(
+            "UPDATE items SET on_hand = on_hand + 7 WHERE sku = 'SKU-00003'; {}",
+            bulk_changes_while_down()
+        ),
     )
     .await
     .unwrap();
@@ -474,7 +497,8 @@ async fn a_crash_during_the_copy_resumes_without_redoing_finished_tables() {
     let _second = Daemon::start(&cfg, &log);
     wait_for("the resumed copy to finish", 180, || async {
         both_streaming(&listen).await
-            && snapshot_rows(&listen, DIR, "public.bulk").await == Some(BULK_ROWS)
+            // Only the rest is read again (the moves keep its row count).
+            && snapshot_rows(&listen, DIR, "public.bulk").await == Some(BULK_ROWS - committed)
     })
     .await;
     assert_eq!(
@@ -484,7 +508,8 @@ async fn a_crash_during_the_copy_resumes_without_redoing_finished_tables() {
     );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("resuming an interrupted initial copy"),
+        text.contains("resuming an interrupted initial copy")
+            && text.contains("resuming the table's copy after its last committed key"),
         "the log says what was resumed:\n{text}"
     );
     // A change once streaming runs.
@@ -495,7 +520,7 @@ async fn a_crash_during_the_copy_resumes_without_redoing_finished_tables() {
     let expected = pg_rows(pg, &inv, BULK_SUMS).await;
     let initial: u64 = (1..=BULK_ROWS).map(|g| g % 7).sum::<u64>();
     assert!(
-        expected.starts_with(&format!("{BULK_ROWS}\t{}\t", initial + 100 + 20)),
+        expected.starts_with(&format!("{BULK_ROWS}\t{}\t", initial + 200 + 20)),
         "{expected}"
     );
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -524,6 +549,84 @@ async fn a_crash_during_the_copy_resumes_without_redoing_finished_tables() {
     )
     .await;
     assert!(!slots.contains("_resume"), "{slots}");
+}
+
+/// The same from the retail side: the MariaDB snapshot resumes after the last committed
+/// key (read in a new consistent snapshot), and the binlog stream from the first part's
+/// position applies exactly what the committed part lacks.
+#[tokio::test]
+async fn a_crash_during_the_copy_from_mariadb_resumes_inside_the_table() {
+    let pg = shared_pg().await;
+    let maria = shared_maria().await;
+    let pair = demo_pair(pg, maria, 5).await;
+    let (inv, ret) = (pair.inventory.name.clone(), pair.retail.name.clone());
+    maria
+        .sql(
+            &ret,
+            &format!(
+                "CREATE TABLE bulk (id int PRIMARY KEY, cnt int NOT NULL, pad varchar(64) NOT NULL) ENGINE=InnoDB;
+                 INSERT INTO bulk SELECT seq, seq % 7, REPEAT('x', 40) FROM seq_1_to_{BULK_ROWS};"
+            ),
+        )
+        .await
+        .unwrap();
+    pg.psql(
+        &inv,
+        "CREATE TABLE bulk (id int PRIMARY KEY, cnt int NOT NULL, pad text NOT NULL);",
+    )
+    .await
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let cfg = write_config(&pair, pg, maria, &listen, |t| {
+        let mapping = BULK_MAPPING
+            .replace("inventory->retail", "retail->inventory")
+            .replace("prefer:inventory", "prefer:retail");
+        format!(
+            "{}{mapping}",
+            own_names(&t, "isync_crash_r")
+                .replace("[daemon]\n", "[daemon]\nsnapshot_chunk_rows = 500\n")
+        )
+    });
+    const DIR: &str = "retail->inventory";
+
+    let first = Daemon::start(&cfg, &pair.dir.join("first.log"));
+    let committed = kill_after_a_committed_part(first, |q| pg_rows(pg, &inv, q)).await;
+    maria.sql(&ret, &bulk_changes_while_down()).await.unwrap();
+
+    let log = pair.dir.join("second.log");
+    let _second = Daemon::start(&cfg, &log);
+    let table = format!("{ret}.bulk");
+    wait_for("the resumed copy to finish", 180, || async {
+        both_streaming(&listen).await
+            && snapshot_rows(&listen, DIR, &table).await == Some(BULK_ROWS - committed)
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("resuming the table's copy after its last committed key"),
+        "the log says what was resumed:\n{text}"
+    );
+    maria
+        .sql(&ret, "UPDATE bulk SET cnt = cnt + 2 WHERE id <= 10;")
+        .await
+        .unwrap();
+    let expected = my_rows(maria, &ret, BULK_SUMS_MY).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = pg_rows(pg, &inv, BULK_SUMS).await;
+        if got == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counters not exact: inventory bulk {got}, retail bulk {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        pg_rows(pg, &inv, "SELECT count(*) FROM tandem.dead_letters").await,
+        "0"
+    );
 }
 
 const RACE_ROWS: u32 = 5_000;

@@ -8,9 +8,7 @@
 
 use std::time::Duration;
 
-use tandem_core::apply::{
-    snapshot_progress_key, Applier, ApplierSettings, WriteBack, DEFAULT_BATCH_ROWS,
-};
+use tandem_core::apply::{Applier, ApplierSettings, WriteBack, DEFAULT_BATCH_ROWS};
 use tandem_core::error::{ErrorClass, StageError};
 use tandem_core::mapper::RowMapper;
 use tandem_core::source::Source;
@@ -172,13 +170,11 @@ impl Direction {
                 return Err(e);
             }
         };
-        // Tables an interrupted initial copy committed (kept after it, for the stream filter).
+        // What the initial copy committed of each table, whole or in part (kept after it,
+        // for the stream filter).
         let mut copied = Vec::new();
         for t in &tables {
-            match applier
-                .stored_checkpoint(&snapshot_progress_key(&self.name, t))
-                .await
-            {
+            match applier.copy_progress(t).await {
                 Ok(Some(p)) => copied.push((t.clone(), p)),
                 Ok(None) => {}
                 Err(e) => {
@@ -230,7 +226,7 @@ async fn read(
     checkpoint: Option<tandem_core::position::Position>,
     copied: Vec<(
         tandem_core::change::TableId,
-        tandem_core::position::Position,
+        tandem_core::copy_progress::CopyProgress,
     )>,
     mut tx: ChannelSender,
     mut acks: AckReceiver,

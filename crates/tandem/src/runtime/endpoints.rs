@@ -4,6 +4,7 @@
 use tandem_core::change::{SourceEvent, TableId};
 use tandem_core::config::catalog::Catalog;
 use tandem_core::config::{Config, EndpointConfig, EndpointKind, Secret};
+use tandem_core::copy_progress::CopyProgress;
 use tandem_core::error::StageError;
 use tandem_core::position::Position;
 use tandem_core::sink::Sink;
@@ -106,10 +107,11 @@ pub async fn open_target(cfg: &Config, name: &str) -> Result<Target, StageError>
 /// Open the source of a direction, resuming after `checkpoint`.
 ///
 /// Without a checkpoint (the direction's first start) the endpoint's consistent snapshot
-/// of the tables not in `copied` (tables an interrupted earlier run committed, with their
-/// copy positions) is sent first, one transaction per table, then the direction's
-/// checkpoint is set to the oldest copy position, and streaming continues from there. The
-/// returned filter drops streamed changes the copies already hold (see `snapshot`).
+/// of the tables not finished in `copied` (what an interrupted earlier run committed of
+/// each table, whole or in part) is sent first, in snapshot transactions, then the
+/// direction's checkpoint is set to the oldest copy position, and streaming continues from
+/// there. The returned filter drops streamed changes the copies already hold (see
+/// `snapshot`).
 #[allow(clippy::too_many_arguments)]
 pub async fn open_source(
     cfg: &Config,
@@ -117,7 +119,7 @@ pub async fn open_source(
     direction: &str,
     tables: &[TableId],
     checkpoint: Option<Position>,
-    mut copied: Vec<(TableId, Position)>,
+    mut copied: Vec<(TableId, CopyProgress)>,
     tx: &mut ChannelSender,
     board: &StatusBoard,
 ) -> Result<(Box<dyn Source>, StreamFilter), StageError> {
@@ -125,27 +127,33 @@ pub async fn open_source(
     let pw = password(name, ep)?;
     let chunk_rows = cfg.daemon.snapshot_chunk_rows;
     copied.retain(|(t, _)| tables.contains(t));
-    let todo: Vec<TableId> = tables
+    let anything_copied = !copied.is_empty();
+    let todo: Vec<(TableId, Option<CopyProgress>)> = tables
         .iter()
-        .filter(|t| !copied.iter().any(|(c, _)| c == *t))
-        .cloned()
+        .filter_map(|t| match copied.iter().find(|(c, _)| c == t) {
+            None => Some((t.clone(), None)),
+            Some((_, record)) if !record.is_finished() => Some((t.clone(), Some(record.clone()))),
+            Some(_) => None,
+        })
         .collect();
+    copied.retain(|(_, record)| record.is_finished());
     let plan = CopyPlan {
         tables: &todo,
         tables_total: tables.len(),
         tables_resumed: copied.len(),
     };
+    let todo_tables: Vec<TableId> = todo.iter().map(|(t, _)| t.clone()).collect();
     let copy_needed = checkpoint.is_none() && !todo.is_empty();
     match ep.kind {
         EndpointKind::Postgres => {
             let resume_ep = resume_endpoint(ep);
-            if !copied.is_empty() {
+            if anything_copied {
                 // A crash may have left the resume slot behind; it would hold WAL forever.
                 drop_slot_if_present(&resume_ep, pw.as_ref(), "left by a crashed resumed copy")
                     .await?;
             }
             if copy_needed {
-                let position = if copied.is_empty() {
+                if !anything_copied {
                     // First start: a slot left by an interrupted earlier copy holds no
                     // applied change (nothing is committed), so it is safe to replace.
                     drop_slot_if_present(ep, pw.as_ref(), "left by an unfinished initial copy")
@@ -154,10 +162,10 @@ pub async fn open_source(
                         tandem_postgres::snapshot::PgSnapshot::begin(ep, pw.as_ref(), tables)
                             .await?;
                     let snap = snap.with_chunk_rows(chunk_rows);
-                    copy(Box::new(snap), plan, position.clone(), tx, board, direction).await?;
-                    position
+                    copied
+                        .extend(copy(Box::new(snap), plan, position, tx, board, direction).await?);
                 } else {
-                    // The direction's slot keeps the WAL since the finished tables' copy
+                    // The direction's slot keeps the WAL since the oldest copied part's
                     // position; a second, short-lived slot gives the new snapshot.
                     require_slot(ep, pw.as_ref()).await?;
                     let (snap, position) = tandem_postgres::snapshot::PgSnapshot::begin(
@@ -167,11 +175,10 @@ pub async fn open_source(
                     )
                     .await?;
                     let snap = snap.with_chunk_rows(chunk_rows);
-                    copy(Box::new(snap), plan, position.clone(), tx, board, direction).await?;
+                    copied
+                        .extend(copy(Box::new(snap), plan, position, tx, board, direction).await?);
                     drop_slot_if_present(&resume_ep, pw.as_ref(), "its snapshot is copied").await?;
-                    position
-                };
-                copied.extend(todo.iter().map(|t| (t.clone(), position.clone())));
+                }
             }
             let (resume, filter) = stream_start(checkpoint, copied, tx).await?;
             let source =
@@ -184,17 +191,8 @@ pub async fn open_source(
                 let conn = tandem_mysql::connect::connect(ep, pw.as_ref()).await?;
                 let snap = tandem_mysql::snapshot::Snapshot::begin(conn).await?;
                 let position = snap.position.clone();
-                let reader = MySqlSnapshotReader::open(snap, &todo, chunk_rows).await?;
-                copy(
-                    Box::new(reader),
-                    plan,
-                    position.clone(),
-                    tx,
-                    board,
-                    direction,
-                )
-                .await?;
-                copied.extend(todo.iter().map(|t| (t.clone(), position.clone())));
+                let reader = MySqlSnapshotReader::open(snap, &todo_tables, chunk_rows).await?;
+                copied.extend(copy(Box::new(reader), plan, position, tx, board, direction).await?);
             }
             let (resume, filter) = stream_start(checkpoint, copied, tx).await?;
             let options = tandem_mysql::source::SourceOptions::for_endpoint(ep);
@@ -206,17 +204,20 @@ pub async fn open_source(
 }
 
 /// Where the stream starts, and what it must drop: after the checkpoint if there is one;
-/// otherwise (every table copied) at the oldest copy position, which becomes the
-/// direction's checkpoint.
+/// otherwise (every table copied) at the oldest position a part of a table was copied at,
+/// which becomes the direction's checkpoint.
 async fn stream_start(
     checkpoint: Option<Position>,
-    copied: Vec<(TableId, Position)>,
+    copied: Vec<(TableId, CopyProgress)>,
     tx: &mut ChannelSender,
 ) -> Result<(Position, StreamFilter), StageError> {
     let start = match checkpoint {
         Some(cp) => cp,
         None => {
-            let positions: Vec<&Position> = copied.iter().map(|(_, p)| p).collect();
+            let positions: Vec<&Position> = copied
+                .iter()
+                .flat_map(|(_, record)| record.parts.iter().map(|p| &p.at))
+                .collect();
             let start = oldest(&positions)?.ok_or_else(|| {
                 StageError::definite(
                     "The direction has no table to copy",

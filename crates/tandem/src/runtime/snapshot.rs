@@ -4,41 +4,46 @@
 //! The endpoint's snapshot reads the mapped tables inside one consistent snapshot whose log
 //! position `P` is known (PostgreSQL: the slot's consistent point; MySQL: the binlog
 //! position of `START TRANSACTION WITH CONSISTENT SNAPSHOT`). Each table's rows go through
-//! the normal pipeline as inserts of **one source transaction per table**
-//! (`Begin{snapshot}`, inserts, [`SourceEvent::SnapshotCommit`]), so rows the target
-//! already has are resolved like any other conflict, and the target commit of a table
-//! records, in the target's checkpoint table under the table's snapshot-progress key
-//! (`"<direction> snapshot <schema.table>"`), the position `P_t` the table was copied at.
+//! the normal pipeline as inserts of snapshot transactions (`Begin{snapshot}`, inserts,
+//! [`SourceEvent::SnapshotCommit`]), in key order, so rows the target already has are
+//! resolved like any other conflict. A table whose key orders exactly
+//! ([`copy_progress::orders_exactly`]) is committed in parts of about
+//! [`COMMIT_EVERY_ROWS`] rows; each target commit records, in the target's checkpoint table
+//! under the table's snapshot-progress key (`"<direction> snapshot <schema.table>"`), the
+//! table's [`CopyProgress`]: the key columns, and per part the last key and the position
+//! the part was read at. Any other table is one transaction (one part).
 //!
 //! ## Resuming, and why it stays exactly-once
-//! PostgreSQL's exported snapshot dies with its connection, so after a crash the tables
-//! without a progress record are copied again from a **new** snapshot at `P2`, while the
-//! finished ones keep their rows copied at `P1 < P2`. Streaming then starts at the
-//! **oldest** copy position (`P1`), and a change to table `t` is applied only if its
-//! transaction commits after `P_t` ([`StreamFilter`]):
-//! - a finished table gets every change after `P1`, on top of its rows as of `P1`: exact;
-//! - a re-copied table already holds the effect of every change up to `P2` through its
-//!   rows, so its changes in `(P1, P2]` are dropped (applying them again would count a
-//!   `delta` twice); its changes after `P2` are applied: exact.
+//! PostgreSQL's exported snapshot dies with its connection, so after a crash the rest is
+//! copied from a **new** snapshot at `P2`: unfinished tables after their last committed key
+//! `K`, tables not begun from their start. Finished tables and committed parts keep their
+//! rows as of `P1 < P2`. Streaming then starts at the **oldest** part's position (`P1`),
+//! and a change to key `k` of table `t` is applied only if its transaction commits after
+//! the position of the part holding `k` ([`StreamFilter`]):
+//! - a key copied at `P1` gets every change after `P1`, on top of its row as of `P1`: exact;
+//! - a key copied at `P2` already holds the effect of every change up to `P2` through its
+//!   row, so its changes in `(P1, P2]` are dropped (applying them again would count a
+//!   `delta` twice); its changes after `P2` are applied: exact;
+//! - an update in `(P1, P2]` moving a row from a `P1` key to a `P2` key becomes the delete
+//!   of the old key (the new key's row came with the `P2` part), one moving it the other
+//!   way the insert of the new key (the old key's row was gone at `P2`).
 //!
-//! The interrupted table's partial copy was one uncommitted target transaction, so the
-//! target holds none of it and nothing is applied twice. On PostgreSQL the new snapshot
-//! comes from a second, short-lived slot (`<slot>_resume`, dropped after the copy, and at
-//! every later start if a crash left it behind): the direction's own slot must keep the WAL
-//! from `P1` for the finished tables. When every table is copied, the direction's
-//! checkpoint is written at `P1` (a `Progress` event), and every later start re-reads the
-//! progress records to drop the changes at or before `P_t` of tables copied after the
-//! checkpoint.
+//! Which part holds a key is decided by comparing keys in Rust, which must agree with the
+//! source's `ORDER BY`: hence parts only for keys of integers, dates and timestamps; text
+//! keys would need the source collation's order, which tandem does not attempt. The
+//! uncommitted rest of the interrupted part was one target transaction, so the target holds
+//! none of it. On PostgreSQL the new snapshot comes from a second, short-lived slot
+//! (`<slot>_resume`, dropped after the copy, and at every later start if a crash left it
+//! behind): the direction's own slot must keep the WAL from `P1`. When every table is
+//! copied, the direction's checkpoint is written at `P1` (a `Progress` event), and every
+//! later start re-reads the copy records to drop what the copies hold.
 //!
-//! Costs and limits: the filter only matters between `P1` and the newest `P_t`; within it,
-//! a transaction's changes to a re-copied table are held until its commit shows its
+//! Costs and limits: the filter only matters between `P1` and the newest part's position;
+//! within it, a transaction's changes to such a table are held until its commit shows its
 //! position (memory bounded by that one transaction), and they reach the applier after the
-//! transaction's other changes. Resume granularity is the table: the interrupted table is
-//! copied again from its start. Resuming inside a table would need the stream filter to
-//! compare keys in the source database's collation order, which tandem does not attempt.
-//! To copy everything again, stop tandem and delete the direction's rows
-//! (`pipeline LIKE '<direction>%'`) from the target's checkpoint table (and, on
-//! PostgreSQL, the slot), or run `tandem teardown`.
+//! transaction's other changes. To copy everything again, stop tandem and delete the
+//! direction's rows (`pipeline LIKE '<direction>%'`) from the target's checkpoint table
+//! (and, on PostgreSQL, the slot), or run `tandem teardown`.
 //!
 //! Progress (rows, rows/s, ETA, tables done) is logged every few seconds and shown in
 //! `/status`.
@@ -48,12 +53,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use tandem_core::change::{Change, Row, RowChange, SourceEvent, TableId, TableSchema, TxBegin};
+use tandem_core::change::{
+    Cell, Change, OldRow, Row, RowChange, SourceEvent, TableId, TableSchema, TxBegin,
+};
+use tandem_core::copy_progress::{self, CopyProgress};
 use tandem_core::error::StageError;
 use tandem_core::position::Position;
 use tandem_core::telemetry::{self, SnapshotStatus, StatusBoard};
 use tandem_core::transport::{ChannelSender, EventSender};
-use tracing::info;
+use tandem_core::value::Value;
+use tracing::{info, warn};
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -64,6 +73,10 @@ pub trait SnapshotReader: Send {
     async fn next_chunk(&mut self, table: &TableId) -> Result<Option<Vec<Row>>, StageError>;
     /// Rows done and the estimated total.
     fn progress(&self, table: &TableId) -> (u64, Option<u64>);
+    /// The columns (indexes into the schema's) the copy reads `table` in the order of.
+    fn order_key(&self, table: &TableId) -> Option<Vec<usize>>;
+    /// Continue the copy of `table` after `key` (values of the order key's columns).
+    fn resume_after(&mut self, table: &TableId, key: &[Value]) -> Result<(), StageError>;
     async fn finish(self: Box<Self>) -> Result<(), StageError>;
 }
 
@@ -78,6 +91,12 @@ impl SnapshotReader for tandem_postgres::snapshot::PgSnapshot {
     fn progress(&self, table: &TableId) -> (u64, Option<u64>) {
         tandem_postgres::snapshot::PgSnapshot::progress(self, table)
             .map_or((0, None), |p| (p.rows_done, p.estimated_total))
+    }
+    fn order_key(&self, table: &TableId) -> Option<Vec<usize>> {
+        tandem_postgres::snapshot::PgSnapshot::order_key(self, table).map(<[usize]>::to_vec)
+    }
+    fn resume_after(&mut self, table: &TableId, key: &[Value]) -> Result<(), StageError> {
+        tandem_postgres::snapshot::PgSnapshot::resume_after(self, table, key)
     }
     async fn finish(self: Box<Self>) -> Result<(), StageError> {
         tandem_postgres::snapshot::PgSnapshot::finish(*self).await
@@ -129,6 +148,21 @@ impl SnapshotReader for MySqlSnapshotReader {
             )
         })
     }
+    fn order_key(&self, table: &TableId) -> Option<Vec<usize>> {
+        self.copies.get(table).map(|c| c.schema.key.clone())
+    }
+    fn resume_after(&mut self, table: &TableId, key: &[Value]) -> Result<(), StageError> {
+        match self.copies.get_mut(table) {
+            Some(copy) if key.len() == copy.schema.key.len() => {
+                copy.progress.last_key = Some(key.to_vec());
+                Ok(())
+            }
+            _ => Err(StageError::definite(
+                format!("The resume key for {table} does not match its primary key"),
+                "copy the table again: delete its row from the target's checkpoint table",
+            )),
+        }
+    }
     async fn finish(self: Box<Self>) -> Result<(), StageError> {
         self.snapshot.finish().await.map(drop)
     }
@@ -148,16 +182,26 @@ fn eta(done: u64, total: Option<u64>, rate: f64) -> String {
 
 /// Which tables to copy, and what an earlier run already did.
 pub struct CopyPlan<'a> {
-    /// The tables to copy now, in order.
-    pub tables: &'a [TableId],
+    /// The tables to copy now, in order, each with the record of the part an earlier,
+    /// interrupted run committed (the copy continues after its last key).
+    pub tables: &'a [(TableId, Option<CopyProgress>)],
     /// Tables of the direction in all (copied before, or now).
     pub tables_total: usize,
-    /// Tables an earlier, interrupted run copied.
+    /// Tables an earlier, interrupted run copied completely.
     pub tables_resumed: usize,
 }
 
-/// Send every row of `plan.tables`, one source transaction per table, each ending with a
-/// [`SourceEvent::SnapshotCommit`] at `position`.
+/// A table's copy is committed on the target (with its last key, so that a crash resumes
+/// after it) once this many rows are sent since the last commit …
+const COMMIT_EVERY_ROWS: u64 = 50_000;
+/// … or this long after it, whichever comes first.
+const COMMIT_EVERY: Duration = Duration::from_secs(5);
+
+/// Send every row of `plan.tables` in key order as snapshot transactions read at
+/// `position`: a table whose key orders exactly ([`copy_progress::orders_exactly`]) in
+/// parts of about [`COMMIT_EVERY_ROWS`] rows, any other in one transaction. Each ends with
+/// a [`SourceEvent::SnapshotCommit`] carrying the table's copy record so far. Returns the
+/// finished records.
 pub async fn copy(
     mut reader: Box<dyn SnapshotReader>,
     plan: CopyPlan<'_>,
@@ -165,33 +209,65 @@ pub async fn copy(
     tx: &mut ChannelSender,
     board: &StatusBoard,
     direction: &str,
-) -> Result<(), StageError> {
-    if plan.tables_resumed > 0 {
+) -> Result<Vec<(TableId, CopyProgress)>, StageError> {
+    let partial = plan.tables.iter().filter(|(_, p)| p.is_some()).count();
+    if plan.tables_resumed > 0 || partial > 0 {
         info!(
             direction,
             tables_already_copied = plan.tables_resumed,
+            tables_partly_copied = partial,
             tables_to_copy = plan.tables.len(),
             "resuming an interrupted initial copy"
         );
     }
     // Committed tables are counted by the applier from here on.
     board.update(direction, |s| s.snapshot = None);
-    for (i, table) in plan.tables.iter().enumerate() {
+    let mut finished = Vec::with_capacity(plan.tables.len());
+    for (i, (table, earlier)) in plan.tables.iter().enumerate() {
         let Some(schema) = reader.schema(table) else {
             return Err(StageError::definite(
                 format!("The snapshot has no table {table}"),
                 "check that the mapped table exists on the source",
             ));
         };
+        let order_key = reader.order_key(table).unwrap_or_default();
+        let key_columns: Vec<String> = order_key
+            .iter()
+            .filter_map(|&k| schema.columns.get(k).map(|c| c.name.clone()))
+            .collect();
+        let in_parts = !order_key.is_empty()
+            && order_key.iter().all(|&k| {
+                schema
+                    .columns
+                    .get(k)
+                    .is_some_and(|c| copy_progress::orders_exactly(&c.column_type))
+            });
+        let mut record = match earlier {
+            Some(e) if e.key_columns == key_columns && in_parts => {
+                if let Some(key) = e.resume_key() {
+                    reader.resume_after(table, key)?;
+                    info!(direction, %table, rows_already_copied = e.rows, after_key = ?key, "resuming the table's copy after its last committed key");
+                }
+                e.clone()
+            }
+            Some(e) => {
+                warn!(direction, %table, recorded_key = ?e.key_columns, key = ?key_columns,
+                    "the table's key changed since its copy was interrupted: copying it again from its start (rows already on the target are reconciled as conflicts)");
+                CopyProgress::new(key_columns.clone())
+            }
+            None => CopyProgress::new(key_columns.clone()),
+        };
+        let rows_before = record.rows;
         let tables_done = plan.tables_resumed + i;
-        tx.send(SourceEvent::Begin(TxBegin {
+        let begin = SourceEvent::Begin(TxBegin {
             commit_time: Some(Utc::now()),
             origin: None,
             snapshot: true,
-        }))
-        .await?;
+        });
+        tx.send(begin.clone()).await?;
         let started = Instant::now();
         let mut last_log = Instant::now();
+        let mut last_commit = (Instant::now(), rows_before);
         info!(direction, %table, table_number = tables_done + 1, tables = plan.tables_total, "snapshot started");
         let show = |done: u64, total: Option<u64>, rate: f64| {
             board.update(direction, |s| {
@@ -203,17 +279,27 @@ pub async fn copy(
                     rows_done: done,
                     rows_estimated: total.unwrap_or(0),
                     rows_per_second: rate as u64,
-                    eta_seconds: eta_seconds(done, total, rate),
+                    eta_seconds: eta_seconds(
+                        done.saturating_sub(rows_before),
+                        total.map(|t| t.saturating_sub(rows_before)),
+                        rate,
+                    ),
                     tables_done,
                     tables_total: plan.tables_total,
                     tables_resumed: plan.tables_resumed,
                 });
             });
         };
-        show(0, None, 0.0);
+        show(rows_before, None, 0.0);
         let mut next = reader.next_chunk(table).await?;
         while let Some(rows) = next {
             let n = rows.len() as u64;
+            let last_key: Option<Vec<Value>> = rows.last().and_then(|r| {
+                order_key
+                    .iter()
+                    .map(|&k| r.0.get(k).and_then(|c| c.value().cloned()))
+                    .collect()
+            });
             // The next chunk is read while this one waits for room in the channel (the
             // applier writing a batch), so reading and writing overlap. Memory: at most
             // two chunks and the channel.
@@ -232,35 +318,56 @@ pub async fn copy(
             next = fetched?;
             metrics::counter!(telemetry::SNAPSHOT_ROWS, "direction" => direction.to_owned(), "table" => table.to_string())
                 .increment(n);
-            let (done, total) = reader.progress(table);
+            let (this_run, total) = reader.progress(table);
+            let done = rows_before + this_run;
+            record.rows = done;
+            if in_parts
+                && next.is_some()
+                && (done - last_commit.1 >= COMMIT_EVERY_ROWS
+                    || last_commit.0.elapsed() >= COMMIT_EVERY)
+            {
+                if let Some(key) = last_key {
+                    record.advance(&position, Some(key));
+                    tx.send(SourceEvent::SnapshotCommit {
+                        table: table.clone(),
+                        progress: record.clone(),
+                        commit_time: Utc::now(),
+                    })
+                    .await?;
+                    tx.send(begin.clone()).await?;
+                    last_commit = (Instant::now(), done);
+                }
+            }
             if let Some(t) = total {
                 metrics::gauge!(telemetry::SNAPSHOT_ROWS_ESTIMATED, "direction" => direction.to_owned(), "table" => table.to_string())
                     .set(t as f64);
             }
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+            let rate = this_run as f64 / started.elapsed().as_secs_f64().max(0.001);
             show(done, total, rate);
             if last_log.elapsed() >= PROGRESS_EVERY {
                 let pct = total.filter(|t| *t > 0).map_or("?".into(), |t| {
                     format!("{:.0}", 100.0 * done.min(t) as f64 / t as f64)
                 });
-                info!(direction, %table, rows = done, estimated = ?total, percent = %pct, rows_per_second = rate as u64, eta = %eta(done, total, rate), "snapshot progress");
+                info!(direction, %table, rows = done, estimated = ?total, percent = %pct, rows_per_second = rate as u64, eta = %eta(done.saturating_sub(rows_before), total.map(|t| t.saturating_sub(rows_before)), rate), "snapshot progress");
                 last_log = Instant::now();
             }
         }
+        record.advance(&position, None);
         tx.send(SourceEvent::SnapshotCommit {
             table: table.clone(),
-            position: position.clone(),
+            progress: record.clone(),
             commit_time: Utc::now(),
         })
         .await?;
-        let (done, _) = reader.progress(table);
+        let (this_run, _) = reader.progress(table);
         let secs = started.elapsed().as_secs_f64();
-        info!(direction, %table, rows = done, seconds = format!("{secs:.1}"), rows_per_second = (done as f64 / secs.max(0.001)) as u64, "snapshot of table done");
+        info!(direction, %table, rows = rows_before + this_run, seconds = format!("{secs:.1}"), rows_per_second = (this_run as f64 / secs.max(0.001)) as u64, "snapshot of table done");
+        finished.push((table.clone(), record));
     }
     reader.finish().await?;
     // `streaming` follows when the applier has committed the last table
     // (`StatusBoard::snapshot_table_committed`).
-    Ok(())
+    Ok(finished)
 }
 
 /// The oldest of the positions the tables were copied at: where streaming must start so
@@ -290,26 +397,28 @@ fn incomparable(e: tandem_core::position::PositionError) -> StageError {
 }
 
 /// Drops the stream's changes to a table that its initial copy already holds: those of
-/// transactions committed at or before the position the table was copied at (see the
-/// module docs). Empty, it passes every event through unchanged.
+/// transactions committed at or before the position the part of the copy holding the
+/// changed key was read at (see the module docs). Empty, it passes every event through
+/// unchanged.
 #[derive(Debug, Default)]
 pub struct StreamFilter {
-    /// Tables copied after the stream's start, and their copy positions.
-    pending: Vec<(TableId, Position)>,
+    /// Tables with a part copied after the stream's start, and their copy records.
+    pending: Vec<(TableId, CopyProgress)>,
     /// Changes of the open transaction to a table in `pending`, held until its commit.
-    held: Vec<tandem_core::change::Change>,
+    held: Vec<Change>,
 }
 
 impl StreamFilter {
-    /// Filter for a stream resuming after `start`: every table copied at a later position.
+    /// Filter for a stream resuming after `start`: every table with a part copied at a
+    /// later position.
     pub fn new(
-        copied_at: impl IntoIterator<Item = (TableId, Position)>,
+        copied: impl IntoIterator<Item = (TableId, CopyProgress)>,
         start: &Position,
     ) -> Result<StreamFilter, StageError> {
         let mut pending = Vec::new();
-        for (t, p) in copied_at {
-            if !p.is_at_or_before(start).map_err(incomparable)? {
-                pending.push((t, p));
+        for (t, record) in copied {
+            if !all_at_or_before(&record, start)? {
+                pending.push((t, record));
             }
         }
         Ok(StreamFilter {
@@ -331,19 +440,18 @@ impl StreamFilter {
             SourceEvent::Commit(c) => {
                 let mut out = Vec::new();
                 for ch in std::mem::take(&mut self.held) {
-                    let copied_at = self
+                    let record = self
                         .pending
                         .iter()
                         .find(|(t, _)| *t == ch.table.table)
-                        .map(|(_, p)| p);
-                    let in_copy = match copied_at {
-                        Some(p) => c.position.is_at_or_before(p).map_err(incomparable)?,
-                        None => false,
+                        .map(|(_, r)| r);
+                    let kept = match record {
+                        Some(r) => not_yet_copied(r, ch, &c.position)?,
+                        None => Some(ch),
                     };
-                    if in_copy {
-                        metrics::counter!(telemetry::SNAPSHOT_SKIPPED_CHANGES).increment(1);
-                    } else {
-                        out.push(SourceEvent::Change(ch));
+                    match kept {
+                        Some(ch) => out.push(SourceEvent::Change(ch)),
+                        None => metrics::counter!(telemetry::SNAPSHOT_SKIPPED_CHANGES).increment(1),
                     }
                 }
                 self.passed(&c.position)?;
@@ -359,14 +467,14 @@ impl StreamFilter {
     }
 
     /// The stream reached `position`: later transactions commit after it, so tables
-    /// copied at or before it need no more filtering.
+    /// whose every part was copied at or before it need no more filtering.
     fn passed(&mut self, position: &Position) -> Result<(), StageError> {
         let mut keep = Vec::with_capacity(self.pending.len());
-        for (t, p) in std::mem::take(&mut self.pending) {
-            if p.is_at_or_before(position).map_err(incomparable)? {
+        for (t, record) in std::mem::take(&mut self.pending) {
+            if all_at_or_before(&record, position)? {
                 info!(table = %t, "stream passed the table's copy position");
             } else {
-                keep.push((t, p));
+                keep.push((t, record));
             }
         }
         self.pending = keep;
@@ -374,12 +482,126 @@ impl StreamFilter {
     }
 }
 
+fn all_at_or_before(record: &CopyProgress, position: &Position) -> Result<bool, StageError> {
+    for part in &record.parts {
+        if !part.at.is_at_or_before(position).map_err(incomparable)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// What of `change` (committed at `commit`) the target does not hold yet through the copy
+/// `record`: the change itself, `None`, or — for an update moving a row between parts —
+/// the half whose part was copied before the change: the delete of the old key (its new
+/// key's part already holds the moved row) or the insert of the new one.
+fn not_yet_copied(
+    record: &CopyProgress,
+    change: Change,
+    commit: &Position,
+) -> Result<Option<Change>, StageError> {
+    let after = |row: &Row| -> Result<bool, StageError> {
+        let part = match record.parts.as_slice() {
+            [only] => only,
+            _ => {
+                let key = key_of(record, &change.table, row)?;
+                record.part_for(&key).ok_or_else(|| {
+                    StageError::definite(
+                        format!(
+                            "A streamed change to {} has a key ({key:?}) that cannot be placed in its table's initial copy",
+                            change.table.table
+                        ),
+                        "copy the table again: stop tandem, delete this direction's rows (pipeline LIKE '<direction>%') from the target's checkpoint table, and start it",
+                    )
+                })?
+            }
+        };
+        Ok(!commit.is_at_or_before(&part.at).map_err(incomparable)?)
+    };
+    fn old_image(old: &OldRow) -> Option<&Row> {
+        match old {
+            OldRow::Full(r) | OldRow::KeyOnly(r) => Some(r),
+            OldRow::Missing => None,
+        }
+    }
+    let keep = match &change.row {
+        RowChange::Insert { new } => after(new)?,
+        RowChange::Delete { old } => match old_image(old) {
+            Some(r) => after(r)?,
+            None => true,
+        },
+        RowChange::Update { old, new } => {
+            let new_after = after(new)?;
+            let old_after = match old_image(old) {
+                Some(r) => after(r)?,
+                None => new_after,
+            };
+            match (old_after, new_after) {
+                (true, true) => true,
+                (false, false) => false,
+                (true, false) => {
+                    let RowChange::Update { old, .. } = change.row else {
+                        return Ok(None);
+                    };
+                    return Ok(Some(Change {
+                        table: change.table,
+                        row: RowChange::Delete { old },
+                    }));
+                }
+                (false, true) => {
+                    // An insert needs every value; one PostgreSQL did not send (unchanged
+                    // TOAST) stays an update, resolved as an update of a missing row.
+                    if new.0.iter().any(|c| matches!(c, Cell::Unchanged)) {
+                        true
+                    } else {
+                        let RowChange::Update { new, .. } = change.row else {
+                            return Ok(None);
+                        };
+                        return Ok(Some(Change {
+                            table: change.table,
+                            row: RowChange::Insert { new },
+                        }));
+                    }
+                }
+            }
+        }
+    };
+    Ok(keep.then_some(change))
+}
+
+/// The values of `record`'s key columns in `row` (decoded with `schema`).
+fn key_of<'r>(
+    record: &CopyProgress,
+    schema: &TableSchema,
+    row: &'r Row,
+) -> Result<Vec<&'r Value>, StageError> {
+    record
+        .key_columns
+        .iter()
+        .map(|name| {
+            schema
+                .column_index(name)
+                .and_then(|i| row.0.get(i))
+                .and_then(Cell::value)
+                .ok_or_else(|| {
+                    StageError::definite(
+                        format!(
+                            "A streamed change to {} lacks key column {name:?}, which its initial copy was ordered by",
+                            schema.table
+                        ),
+                        "restore the column, or copy the table again: delete this direction's rows (pipeline LIKE '<direction>%') from the target's checkpoint table",
+                    )
+                })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tandem_core::change::{Cell, ColumnSchema, TxCommit};
+    use tandem_core::change::{ColumnSchema, TxCommit};
     use tandem_core::position::Lsn;
-    use tandem_core::value::{ColumnType, Value};
+    use tandem_core::value::ColumnType;
 
     fn lsn(n: u64) -> Position {
         Position::PgLsn { lsn: Lsn(n) }
@@ -399,6 +621,117 @@ mod tests {
             }],
             key: vec![0],
         })
+    }
+
+    fn whole(n: u64) -> CopyProgress {
+        CopyProgress::first(Vec::new(), lsn(n), None)
+    }
+
+    fn row(id: i64) -> Row {
+        Row(vec![Cell::Value(Value::Int(id))])
+    }
+
+    fn update(t: &Arc<TableSchema>, old: i64, new: i64) -> SourceEvent {
+        SourceEvent::Change(Change {
+            table: Arc::clone(t),
+            row: RowChange::Update {
+                old: OldRow::KeyOnly(row(old)),
+                new: row(new),
+            },
+        })
+    }
+
+    fn delete(t: &Arc<TableSchema>, id: i64) -> SourceEvent {
+        SourceEvent::Change(Change {
+            table: Arc::clone(t),
+            row: RowChange::Delete {
+                old: OldRow::KeyOnly(row(id)),
+            },
+        })
+    }
+
+    /// Every change forwarded for a transaction committed at `at`, as `+id` (insert),
+    /// `-id` (delete) or `old>new` (update).
+    fn ops(f: &mut StreamFilter, changes: Vec<SourceEvent>, at: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        for ev in changes.into_iter().chain([commit(at)]) {
+            out.extend(f.process(ev).unwrap());
+        }
+        let id = |r: &Row| match r.0.first() {
+            Some(Cell::Value(Value::Int(i))) => *i,
+            _ => -1,
+        };
+        out.into_iter()
+            .filter_map(|e| match e {
+                SourceEvent::Change(c) => Some(match &c.row {
+                    RowChange::Insert { new } => format!("+{}", id(new)),
+                    RowChange::Delete {
+                        old: OldRow::KeyOnly(r),
+                    } => format!("-{}", id(r)),
+                    RowChange::Update {
+                        old: OldRow::KeyOnly(o),
+                        new,
+                    } => format!("{}>{}", id(o), id(new)),
+                    other => format!("{other:?}"),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_copy_resumed_inside_a_table_keeps_the_changes_its_earlier_part_lacks() {
+        let a = table("a");
+        // Keys up to 100 copied at 100; the crash; the rest copied at 200.
+        let mut record =
+            CopyProgress::first(vec!["id".into()], lsn(100), Some(vec![Value::Int(100)]));
+        record.advance(&lsn(200), None);
+        let mut f = StreamFilter::new(vec![(a.table.clone(), record)], &lsn(100)).unwrap();
+        assert_eq!(
+            ops(
+                &mut f,
+                vec![
+                    insert(&a, 50),
+                    insert(&a, 150),
+                    delete(&a, 60),
+                    delete(&a, 160),
+                    update(&a, 70, 71),
+                    update(&a, 170, 171),
+                    // Moves across the seam: only the half the later part lacks.
+                    update(&a, 80, 180),
+                    update(&a, 190, 90),
+                ],
+                150
+            ),
+            ["+50", "-60", "70>71", "-80", "+90"]
+        );
+        assert!(!f.pending.is_empty());
+        assert_eq!(
+            ops(&mut f, vec![insert(&a, 151)], 200),
+            Vec::<String>::new()
+        );
+        assert!(f.pending.is_empty(), "past the newest part");
+        assert_eq!(
+            ops(&mut f, vec![insert(&a, 152), update(&a, 1, 2)], 201),
+            ["+152", "1>2"]
+        );
+    }
+
+    #[test]
+    fn a_change_whose_key_cannot_be_placed_stops_the_stream() {
+        let a = table("a");
+        let mut record =
+            CopyProgress::first(vec!["id".into()], lsn(100), Some(vec![Value::Int(100)]));
+        record.advance(&lsn(200), None);
+        let mut f = StreamFilter::new(vec![(a.table.clone(), record)], &lsn(100)).unwrap();
+        let text_key = SourceEvent::Change(Change {
+            table: Arc::clone(&a),
+            row: RowChange::Insert {
+                new: Row(vec![Cell::Value(Value::Text("x".into()))]),
+            },
+        });
+        f.process(text_key).unwrap();
+        assert!(f.process(commit(150)).is_err());
     }
 
     fn insert(t: &Arc<TableSchema>, id: i64) -> SourceEvent {
@@ -448,7 +781,7 @@ mod tests {
     fn changes_a_recopied_table_holds_are_dropped_until_its_copy_position() {
         let (a, b) = (table("a"), table("b"));
         // `a` copied at 100 before a crash, `b` copied again at 200 after it.
-        let copied = vec![(a.table.clone(), lsn(100)), (b.table.clone(), lsn(200))];
+        let copied = vec![(a.table.clone(), whole(100)), (b.table.clone(), whole(200))];
         let start = oldest(&[&lsn(100), &lsn(200)]).unwrap().unwrap();
         assert_eq!(start, lsn(100));
         let mut f = StreamFilter::new(copied, &start).unwrap();
@@ -474,7 +807,7 @@ mod tests {
     #[test]
     fn a_checkpoint_past_every_copy_filters_nothing() {
         let a = table("a");
-        let mut f = StreamFilter::new(vec![(a.table.clone(), lsn(100))], &lsn(100)).unwrap();
+        let mut f = StreamFilter::new(vec![(a.table.clone(), whole(100))], &lsn(100)).unwrap();
         assert!(f.pending.is_empty());
         assert_eq!(
             tx(&mut f, vec![insert(&a, 1)], 101),
@@ -485,7 +818,7 @@ mod tests {
     #[test]
     fn progress_past_the_copy_position_ends_the_window() {
         let a = table("a");
-        let mut f = StreamFilter::new(vec![(a.table.clone(), lsn(300))], &lsn(100)).unwrap();
+        let mut f = StreamFilter::new(vec![(a.table.clone(), whole(300))], &lsn(100)).unwrap();
         f.process(SourceEvent::Progress {
             position: lsn(300),
             at: Utc::now(),
@@ -506,6 +839,7 @@ mod tests {
         };
         assert!(oldest(&[&lsn(1), &mixed]).is_err());
         let a = table("a");
-        assert!(StreamFilter::new(vec![(a.table.clone(), mixed)], &lsn(1)).is_err());
+        let record = CopyProgress::first(Vec::new(), mixed, None);
+        assert!(StreamFilter::new(vec![(a.table.clone(), record)], &lsn(1)).is_err());
     }
 }
