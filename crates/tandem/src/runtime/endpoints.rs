@@ -141,6 +141,7 @@ pub async fn open_source(
         tables: &todo,
         tables_total: tables.len(),
         tables_resumed: copied.len(),
+        chunk_rows,
     };
     let todo_tables: Vec<TableId> = todo.iter().map(|(t, _)| t.clone()).collect();
     let copy_needed = checkpoint.is_none() && !todo.is_empty();

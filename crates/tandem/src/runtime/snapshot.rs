@@ -8,7 +8,7 @@
 //! [`SourceEvent::SnapshotCommit`]), in key order, so rows the target already has are
 //! resolved like any other conflict. A table whose key orders exactly
 //! ([`copy_progress::orders_exactly`]) is committed in parts of about
-//! [`COMMIT_EVERY_ROWS`] rows; each target commit records, in the target's checkpoint table
+//! [`COMMIT_EVERY_CHUNKS`] chunks; each target commit records, in the target's checkpoint table
 //! under the table's snapshot-progress key (`"<direction> snapshot <schema.table>"`), the
 //! table's [`CopyProgress`]: the key columns, and per part the last key and the position
 //! the part was read at. Any other table is one transaction (one part).
@@ -189,17 +189,21 @@ pub struct CopyPlan<'a> {
     pub tables_total: usize,
     /// Tables an earlier, interrupted run copied completely.
     pub tables_resumed: usize,
+    /// Rows per chunk the reader reads (`daemon.snapshot_chunk_rows`).
+    pub chunk_rows: usize,
 }
 
 /// A table's copy is committed on the target (with its last key, so that a crash resumes
-/// after it) once this many rows are sent since the last commit …
-const COMMIT_EVERY_ROWS: u64 = 50_000;
+/// after it) once this many chunks (`daemon.snapshot_chunk_rows` rows each: 500,000 rows by
+/// default) are sent since the last commit … Each commit waits for the queued writes, so
+/// the applier's overlap with the target is lost once per part: parts are large.
+const COMMIT_EVERY_CHUNKS: u64 = 100;
 /// … or this long after it, whichever comes first.
-const COMMIT_EVERY: Duration = Duration::from_secs(5);
+const COMMIT_EVERY: Duration = Duration::from_secs(30);
 
 /// Send every row of `plan.tables` in key order as snapshot transactions read at
 /// `position`: a table whose key orders exactly ([`copy_progress::orders_exactly`]) in
-/// parts of about [`COMMIT_EVERY_ROWS`] rows, any other in one transaction. Each ends with
+/// parts of about [`COMMIT_EVERY_CHUNKS`] chunks, any other in one transaction. Each ends with
 /// a [`SourceEvent::SnapshotCommit`] carrying the table's copy record so far. Returns the
 /// finished records.
 pub async fn copy(
@@ -323,7 +327,7 @@ pub async fn copy(
             record.rows = done;
             if in_parts
                 && next.is_some()
-                && (done - last_commit.1 >= COMMIT_EVERY_ROWS
+                && (done - last_commit.1 >= COMMIT_EVERY_CHUNKS * plan.chunk_rows as u64
                     || last_commit.0.elapsed() >= COMMIT_EVERY)
             {
                 if let Some(key) = last_key {
