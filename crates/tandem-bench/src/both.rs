@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::db::{Conn, Side};
-use crate::env::{Servers, Tandem, Usage};
+use crate::env::{ServerCpu, Servers, Tandem, Usage};
 use crate::pair::Pair;
+use crate::throughput::cpu_split;
 use crate::throughput::write_plan;
 use crate::workload::{self, Batch, Plan, COLUMNS, SENTINEL};
 
@@ -142,6 +143,7 @@ pub async fn both(servers: &Servers, changes: u64) -> Result<Vec<String>> {
     );
 
     // tandem catches up both directions.
+    let cpu0 = ServerCpu::read(servers);
     let mut t = Tandem::start(&pair.config, &pair.listen)?;
     let since = t.started;
     let (mut to_retail, mut to_inventory) = (None, None);
@@ -161,6 +163,11 @@ pub async fn both(servers: &Servers, changes: u64) -> Result<Vec<String>> {
         to_inventory.unwrap_or_default(),
     );
     let both_in = to_retail.max(to_inventory);
+    let cpu_tandem = cpu_split(
+        Some(t.usage().cpu_secs),
+        ServerCpu::read(servers).since(cpu0),
+        both_in,
+    );
 
     // Until both sides are equal (conflict write-backs may still travel).
     let settle_from = Instant::now();
@@ -214,12 +221,14 @@ pub async fn both(servers: &Servers, changes: u64) -> Result<Vec<String>> {
         to_inventory.as_secs_f64(),
         settled.as_secs_f64()
     );
+    eprintln!("   tandem CPU until both had arrived: {cpu_tandem}");
 
     // The raw limit: both plain clients at the same time.
     let (batches_pg, batches_maria) = (
         workload::batches(&plan_pg, 1000),
         workload::batches(&plan_maria, 1000),
     );
+    let cpu0 = ServerCpu::read(servers);
     let raw_started = Instant::now();
     let (a, b) = tokio::join!(
         raw_client(&mut maria, &batches_pg, raw_started),
@@ -227,6 +236,7 @@ pub async fn both(servers: &Servers, changes: u64) -> Result<Vec<String>> {
     );
     let (raw_retail, raw_inventory) = (a?, b?);
     let raw_both = raw_retail.max(raw_inventory);
+    let cpu_raw = cpu_split(None, ServerCpu::read(servers).since(cpu0), raw_both);
     raw_check(&mut pg, &mut maria, &format!("id >= 0 AND id < {OFFSET}")).await?;
     raw_check(&mut maria, &mut pg, &format!("id >= {OFFSET}")).await?;
     eprintln!(
@@ -234,6 +244,7 @@ pub async fn both(servers: &Servers, changes: u64) -> Result<Vec<String>> {
         raw_retail.as_secs_f64(),
         raw_inventory.as_secs_f64()
     );
+    eprintln!("   raw CPU: {cpu_raw}");
 
     let tandem_total = rate(total, both_in);
     let raw_total = rate(total, raw_both);

@@ -107,7 +107,7 @@ async fn catch_up(pair: &Pair, target: &mut Conn, plan: &Plan) -> Result<(Durati
 
 /// Where a phase's CPU went: tandem (if it ran), each server, and the sum against what two
 /// cores give in the phase's wall time (near 100 %: the phase was bound by the machine).
-fn cpu_split(tandem: Option<f64>, servers: ServerCpu, wall: Duration) -> String {
+pub(crate) fn cpu_split(tandem: Option<f64>, servers: ServerCpu, wall: Duration) -> String {
     let total = tandem.unwrap_or(0.0) + servers.pg + servers.maria;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     format!(
