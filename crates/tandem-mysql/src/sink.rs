@@ -25,12 +25,15 @@
 //! (decimals as text, timestamps as date structs). Reads come back as binary-protocol
 //! values and are decoded by [`crate::types::from_mysql_value`], the decoder shared with the
 //! snapshot. To keep one round trip per batch, statement shapes are few: every batch is
-//! padded to a power of two rows by repeating its last row (idempotent for upserts, key
-//! lookups and deletes), so each table needs at most a dozen prepared statements, all of
-//! which stay in the connection's statement cache.
+//! padded by repeating its last row (idempotent for upserts, key lookups and deletes) to
+//! one of 20 sizes (powers of two and three quarters of them), so each table needs a few
+//! dozen prepared statements, all of which stay in the connection's statement cache.
 //!
-//! Writes are applied in the order given. Consecutive writes of one kind (inserts; updates
-//! of the same column set; deletes) form one multi-row statement:
+//! Writes are applied in the order given, except that the deletes of a call go first, then
+//! its updates, then its inserts, when its keys are distinct as the server compares them
+//! and the table has no trigger and no foreign key to itself (see `batch::apply_order`
+//! for why that cannot change the outcome). Consecutive writes of one kind (inserts;
+//! updates of the same column set; deletes) form one multi-row statement:
 //! - inserts: `INSERT … ON DUPLICATE KEY UPDATE` of every non-key column;
 //! - updates: `UPDATE t JOIN (SELECT ? AS k0, ? AS c0 UNION ALL …) v ON t.k = v.k0
 //!   SET t.c = v.c0` — only the changed columns, and a key that has vanished stays vanished
@@ -65,8 +68,9 @@ mod collision;
 mod load;
 
 use batch::{
-    bad_index, check_arity, chunks, decode_row, ident, key_in, key_matches, match_bucket, pad,
-    padded, placeholders, run_len, same_key, size_of_values, table_ident, value_size, write_error,
+    apply_order, bad_index, check_arity, chunks, decode_row, ident, key_in, key_matches,
+    kinds_interleave, match_bucket, pad, padded, placeholders, run_len, same_key, size_of_values,
+    table_ident, value_size, write_error,
 };
 
 /// Insert runs of at least this many rows go through `LOAD DATA LOCAL` (see `sink/load.rs`);
@@ -91,6 +95,9 @@ pub struct MySqlSink {
     packet_budget: usize,
     /// Tables whose key collation refused the update join (see the module docs).
     per_row_updates: HashSet<String>,
+    /// Per table, whether its writes may be grouped by kind (see `MySqlSink::groups_kinds`),
+    /// read from the catalog once per connection.
+    kinds_apart: HashMap<TableId, bool>,
     load_data_min_rows: usize,
     /// Per table, in the open transaction: keys of rows that [`Sink::fetch_current`] did not
     /// give to a key the server equates with theirs, because the batch asked for their own
@@ -141,6 +148,7 @@ impl MySqlSink {
             in_txn: false,
             packet_budget,
             per_row_updates: HashSet::new(),
+            kinds_apart: HashMap::new(),
             load_data_min_rows: LOAD_DATA_MIN_ROWS,
             held_apart: HashMap::new(),
         })
@@ -175,11 +183,44 @@ impl MySqlSink {
         self.conn.exec_drop(sql, params).await
     }
 
+    /// Whether `t`'s writes may be grouped by kind (`batch::apply_order`): nothing in the
+    /// table makes one row's write depend on another row's but its keys and unique
+    /// indexes, which the grouping keeps satisfied. Not so with a foreign key from the
+    /// table to itself (deleting a parent before the update that moves its child away
+    /// fails) or a trigger (it may read the table, or count on the order of its calls).
+    /// Read from the catalog once per table and connection.
+    async fn groups_kinds(&mut self, t: &TargetTable) -> Result<bool, StageError> {
+        if let Some(&apart) = self.kinds_apart.get(&t.table) {
+            return Ok(apart);
+        }
+        let (schema, name) = (t.table.schema.as_str(), t.table.name.as_str());
+        let dependent: Option<(i64, i64)> = self
+            .conn
+            .exec_first(
+                "SELECT (SELECT COUNT(*) FROM information_schema.KEY_COLUMN_USAGE \
+                   WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+                   AND REFERENCED_TABLE_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?), \
+                 (SELECT COUNT(*) FROM information_schema.TRIGGERS \
+                   WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ?)",
+                (schema, name, schema, name, schema, name),
+            )
+            .await
+            .map_err(|e| {
+                classify(
+                    format!("Reading the foreign keys and triggers of {}", t.table),
+                    e,
+                )
+            })?;
+        let apart = dependent == Some((0, 0));
+        self.kinds_apart.insert(t.table.clone(), apart);
+        Ok(apart)
+    }
+
     async fn insert_rows(
         &mut self,
         t: &TargetTable,
         rows: &[&Vec<Value>],
-        first: usize,
+        positions: &[usize],
     ) -> Result<(), StageError> {
         let cols: Vec<String> = t.columns.iter().map(|(n, _)| ident(n)).collect();
         // The applier inserts only keys it has just read as absent: an existing key means
@@ -194,9 +235,11 @@ impl MySqlSink {
         let row_ph = placeholders(cols.len());
         for (start, chunk) in chunks(rows, cols.len(), self.packet_budget, |r| size_of_values(r)) {
             let n = padded(chunk.len());
+            let at = positions.get(start..).unwrap_or_default();
             let mut params = Vec::with_capacity(n * cols.len());
-            for r in pad(chunk, n) {
-                check_arity(t, r.len(), first + start)?;
+            for (j, r) in pad(chunk, n).enumerate() {
+                let position = at.get(j).or(at.last()).copied().unwrap_or_default();
+                check_arity(t, r.len(), position)?;
                 params.extend(r.iter().map(to_mysql_value));
             }
             let sql = format!(
@@ -207,12 +250,12 @@ impl MySqlSink {
             );
             self.exec(&sql, params)
                 .await
-                .map_err(|e| write_error(t, "inserting into", first + start, e))?;
+                .map_err(|e| write_error(t, "inserting into", at, e))?;
             let inserted = self.conn.affected_rows();
             if inserted != chunk.len() as u64 {
                 // Lost to a row of this very run? Then a retry loses it again, forever.
                 let run = rows.get(..start + chunk.len()).unwrap_or_default();
-                if let Some(err) = self.key_collision(t, run, first).await? {
+                if let Some(err) = self.key_collision(t, run, positions).await? {
                     return Err(err);
                 }
                 return Err(StageError::Transient {
@@ -234,7 +277,7 @@ impl MySqlSink {
         t: &TargetTable,
         set: &[usize],
         rows: &[(&Vec<Value>, Vec<&Value>)],
-        first: usize,
+        positions: &[usize],
     ) -> Result<(), StageError> {
         let key_cols: Vec<String> = t.key_names().map(ident).collect();
         let set_cols = set
@@ -248,7 +291,7 @@ impl MySqlSink {
             .collect::<Result<Vec<_>, _>>()?;
         if self.per_row_updates.contains(&t.table.to_string()) {
             return self
-                .update_per_row(t, &key_cols, &set_cols, rows, first)
+                .update_per_row(t, &key_cols, &set_cols, rows, positions)
                 .await;
         }
         let width = key_cols.len() + set_cols.len();
@@ -294,11 +337,15 @@ impl MySqlSink {
                     tracing::info!(table = %t.table, "key collation differs from the session's; updating row by row");
                     self.per_row_updates.insert(t.table.to_string());
                     let remaining = rows.get(start..).unwrap_or_default();
+                    let at = positions.get(start..).unwrap_or_default();
                     return self
-                        .update_per_row(t, &key_cols, &set_cols, remaining, first + start)
+                        .update_per_row(t, &key_cols, &set_cols, remaining, at)
                         .await;
                 }
-                Err(e) => return Err(write_error(t, "updating", first + start, e)),
+                Err(e) => {
+                    let at = positions.get(start..).unwrap_or_default();
+                    return Err(write_error(t, "updating", at, e));
+                }
             }
         }
         Ok(())
@@ -310,7 +357,7 @@ impl MySqlSink {
         key_cols: &[String],
         set_cols: &[String],
         rows: &[(&Vec<Value>, Vec<&Value>)],
-        first: usize,
+        positions: &[usize],
     ) -> Result<(), StageError> {
         let sql = format!(
             "UPDATE {} SET {} WHERE {}",
@@ -332,9 +379,9 @@ impl MySqlSink {
                 .map(|v| to_mysql_value(v))
                 .chain(key.iter().map(to_mysql_value))
                 .collect();
-            self.exec(&sql, params)
-                .await
-                .map_err(|e| write_error(t, "updating", first + i, e))?;
+            self.exec(&sql, params).await.map_err(|e| {
+                write_error(t, "updating", positions.get(i..).unwrap_or_default(), e)
+            })?;
         }
         Ok(())
     }
@@ -343,7 +390,7 @@ impl MySqlSink {
         &mut self,
         t: &TargetTable,
         keys: &[&Vec<Value>],
-        first: usize,
+        positions: &[usize],
     ) -> Result<(), StageError> {
         let key_cols: Vec<String> = t.key_names().map(ident).collect();
         for (start, chunk) in chunks(keys, key_cols.len(), self.packet_budget, |k| {
@@ -358,9 +405,14 @@ impl MySqlSink {
                 table_ident(t),
                 key_in(&key_cols, n)
             );
-            self.exec(&sql, params)
-                .await
-                .map_err(|e| write_error(t, "deleting from", first + start, e))?;
+            self.exec(&sql, params).await.map_err(|e| {
+                write_error(
+                    t,
+                    "deleting from",
+                    positions.get(start..).unwrap_or_default(),
+                    e,
+                )
+            })?;
         }
         Ok(())
     }
@@ -446,20 +498,36 @@ impl Sink for MySqlSink {
             }
             for row in rows {
                 let values = decode_row(table, &row)?;
-                let got: Vec<&Value> = table.key.iter().filter_map(|&i| values.get(i)).collect();
-                let candidates = buckets.get(&match_bucket(got.iter().copied()));
-                for &offset in candidates.into_iter().flatten() {
-                    let k = chunk.get(offset).copied();
-                    let slot = out.get_mut(start + offset);
-                    let was_exact = exact.get_mut(start + offset);
-                    if let (Some(k), Some(slot), Some(was_exact)) = (k, slot, was_exact) {
-                        let is_exact = same_key(k, &got);
-                        if (is_exact || !*was_exact)
-                            && key_matches(k, &got, &table.columns, &table.key)
-                        {
-                            *slot = Some(values.clone());
-                            *was_exact = is_exact;
-                        }
+                // The slots this row answers, and whether exactly.
+                let answers: Vec<(usize, bool)> = {
+                    let got: Vec<&Value> =
+                        table.key.iter().filter_map(|&i| values.get(i)).collect();
+                    let candidates = buckets.get(&match_bucket(got.iter().copied()));
+                    candidates
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|&offset| {
+                            let k = chunk.get(offset)?;
+                            let was_exact = *exact.get(start + offset)?;
+                            let is_exact = same_key(k, &got);
+                            ((is_exact || !was_exact)
+                                && key_matches(k, &got, &table.columns, &table.key))
+                            .then_some((start + offset, is_exact))
+                        })
+                        .collect()
+                };
+                // The row moves into its last slot (usually its only one).
+                let mut values = Some(values);
+                let last = answers.len();
+                for (n, (i, is_exact)) in answers.into_iter().enumerate() {
+                    let row = if n + 1 == last {
+                        values.take()
+                    } else {
+                        values.clone()
+                    };
+                    if let (Some(slot), Some(was_exact)) = (out.get_mut(i), exact.get_mut(i)) {
+                        *slot = row;
+                        *was_exact = is_exact;
                     }
                 }
             }
@@ -509,10 +577,15 @@ impl Sink for MySqlSink {
     }
 
     async fn write(&mut self, table: &TargetTable, writes: &[RowWrite]) -> Result<(), StageError> {
+        let kinds_apart = kinds_interleave(writes) && self.groups_kinds(table).await?;
+        let order = apply_order(table, writes, kinds_apart);
+        let ordered: Vec<&RowWrite> = order.iter().filter_map(|&i| writes.get(i)).collect();
         let mut i = 0;
-        while i < writes.len() {
-            let run = run_len(writes.get(i..).unwrap_or_default());
-            let slice = writes.get(i..i + run).unwrap_or_default();
+        while i < ordered.len() {
+            let run = run_len(ordered.get(i..).unwrap_or_default());
+            let slice = ordered.get(i..i + run).unwrap_or_default();
+            // Where each write of the run stands in `writes`, for error messages.
+            let positions = order.get(i..i + run).unwrap_or_default();
             match slice.first() {
                 Some(RowWrite::Insert { .. }) => {
                     let rows: Vec<&Vec<Value>> = slice
@@ -525,7 +598,7 @@ impl Sink for MySqlSink {
                     let loaded = rows.len() >= self.load_data_min_rows
                         && load::load(self, table, &rows).await?;
                     if !loaded {
-                        self.insert_rows(table, &rows, i).await?;
+                        self.insert_rows(table, &rows, positions).await?;
                     }
                 }
                 Some(RowWrite::Update { columns, .. }) => {
@@ -540,7 +613,7 @@ impl Sink for MySqlSink {
                         })
                         .collect();
                     if !set.is_empty() {
-                        self.update_rows(table, &set, &rows, i).await?;
+                        self.update_rows(table, &set, &rows, positions).await?;
                     }
                 }
                 Some(RowWrite::Delete { .. }) => {
@@ -551,7 +624,7 @@ impl Sink for MySqlSink {
                             _ => None,
                         })
                         .collect();
-                    self.delete_rows(table, &keys, i).await?;
+                    self.delete_rows(table, &keys, positions).await?;
                 }
                 None => {}
             }

@@ -5,7 +5,7 @@
 //! Everything here is pure, so that the limits (65,535 placeholders, the packet budget),
 //! the ordering rules and the error attribution are unit-tested without a server.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use mysql_async::Row;
 use tandem_core::error::StageError;
@@ -25,13 +25,13 @@ const FIXED_VALUE_BYTES: usize = 16;
 /// How many writes from the start of `writes` form one statement: same kind, same updated
 /// columns, and (for updates, whose join picks an arbitrary row for a repeated key) no key
 /// twice.
-pub(super) fn run_len(writes: &[RowWrite]) -> usize {
-    let Some(first) = writes.first() else {
+pub(super) fn run_len(writes: &[&RowWrite]) -> usize {
+    let Some(&first) = writes.first() else {
         return 0;
     };
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut n = 0;
-    for w in writes {
+    for &w in writes {
         let same = match (first, w) {
             (RowWrite::Insert { .. }, RowWrite::Insert { .. }) => true,
             (RowWrite::Delete { .. }, RowWrite::Delete { .. }) => true,
@@ -49,6 +49,60 @@ pub(super) fn run_len(writes: &[RowWrite]) -> usize {
     n
 }
 
+/// Rank of a write's kind in the order [`apply_order`] gives: deletes, updates, inserts.
+fn kind_rank(w: &RowWrite) -> u8 {
+    match w {
+        RowWrite::Delete { .. } => 0,
+        RowWrite::Update { .. } => 1,
+        RowWrite::Insert { .. } => 2,
+    }
+}
+
+/// Whether [`apply_order`] would move any write: some write comes after one of a later
+/// kind (an insert before a delete, say).
+pub(super) fn kinds_interleave(writes: &[RowWrite]) -> bool {
+    writes
+        .windows(2)
+        .any(|w| matches!(w, [a, b] if kind_rank(a) > kind_rank(b)))
+}
+
+/// The order in which to apply `writes` (indexes into them). When `kinds_apart` (the table
+/// has nothing that makes one row's write depend on another's: see
+/// `MySqlSink::groups_kinds`) and no two writes' keys can be one key to the server, the
+/// deletes, then the updates, then the inserts, each kind in its given order: one
+/// statement per kind instead of one per run of it (the applier gives its writes in the
+/// order their keys first appear in the batch, so a batch of several source transactions
+/// alternates kinds). Otherwise as given.
+///
+/// Writes to distinct keys commute, except through what the moves could reorder: a delete
+/// moved earlier only frees key and unique values sooner, an insert moved later only takes
+/// them later, and updates keep their order among themselves, so a unique index that
+/// accepted the given order accepts this one. Keys the server equates though they differ
+/// as values (`'abc'`/`'ABC'` under `_ci`) keep the given order, so a lost insert is still
+/// reported as the batch's own collision (`sink/collision.rs`).
+pub(super) fn apply_order(t: &TargetTable, writes: &[RowWrite], kinds_apart: bool) -> Vec<usize> {
+    let given = || (0..writes.len()).collect();
+    if !kinds_apart || !kinds_interleave(writes) {
+        return given();
+    }
+    let mut buckets: HashSet<String> = HashSet::with_capacity(writes.len());
+    for w in writes {
+        let bucket = match w {
+            RowWrite::Insert { values } => {
+                match_bucket(t.key.iter().filter_map(|&i| values.get(i)))
+            }
+            RowWrite::Update { key, .. } | RowWrite::Delete { key } => match_bucket(key),
+        };
+        if !buckets.insert(bucket) {
+            return given();
+        }
+    }
+    let mut order: Vec<usize> = (0..writes.len()).collect();
+    // Stable: each kind keeps its given order.
+    order.sort_by_key(|&i| writes.get(i).map_or(0, kind_rank));
+    order
+}
+
 /// Split `items` into chunks that respect the placeholder limit, [`MAX_ROWS`] and the
 /// packet budget; yields (offset of the chunk, chunk). A chunk holds at least one item.
 pub(super) fn chunks<T>(
@@ -57,7 +111,8 @@ pub(super) fn chunks<T>(
     budget: usize,
     size: impl Fn(&T) -> usize,
 ) -> Vec<(usize, &[T])> {
-    // Padding rounds a chunk up to a power of two, which must still fit the limits.
+    // Padding rounds a chunk up to at most the next power of two, which must still fit the
+    // limits.
     let by_params = MAX_PLACEHOLDERS / width.max(1);
     let max_rows = prev_power_of_two(MAX_ROWS.min(by_params).max(1));
     let mut out = Vec::new();
@@ -87,9 +142,18 @@ fn prev_power_of_two(n: usize) -> usize {
     }
 }
 
-/// The padded row count for a chunk of `n`.
+/// The padded row count for a chunk of `n`: the next power of two, or three quarters of it
+/// when that is enough (1, 2, 3, 4, 6, 8, 12, …, 768, 1024). Padding rows are not free:
+/// a repeated insert row is a duplicate key the server looks up and leaves alone, a
+/// repeated update row one more row of the join; powers of two alone padded a run of 300
+/// deletes to 512 rows and one of 700 updates to 1,024.
 pub(super) fn padded(n: usize) -> usize {
-    n.max(1).next_power_of_two()
+    let p = n.max(1).next_power_of_two();
+    if p >= 4 && n <= p / 4 * 3 {
+        p / 4 * 3
+    } else {
+        p
+    }
 }
 
 /// The chunk, then its last item repeated up to `n` items.
@@ -351,7 +415,7 @@ pub(super) fn bad_index(t: &TargetTable, i: usize) -> StageError {
 pub(super) fn write_error(
     t: &TargetTable,
     doing: &str,
-    first: usize,
+    positions: &[usize],
     err: mysql_async::Error,
 ) -> StageError {
     let mysql_async::Error::Server(s) = &err else {
@@ -366,7 +430,12 @@ pub(super) fn write_error(
         .message
         .rsplit_once("at row ")
         .and_then(|(_, n)| n.trim().parse::<usize>().ok())
-        .map(|n| first + n.saturating_sub(1));
+        .and_then(|n| {
+            positions
+                .get(n.saturating_sub(1))
+                .or(positions.last())
+                .copied()
+        });
     let mut what = format!("{doing} {}", t.table);
     if let Some(c) = &column {
         what.push_str(&format!(" failed on column {c}"));
@@ -412,14 +481,26 @@ mod tests {
     }
 
     #[test]
-    fn padding_repeats_the_last_item_to_a_power_of_two() {
-        let v = [1, 2, 3];
+    fn padding_repeats_the_last_item_to_few_sizes() {
+        let v = [1, 2, 3, 4, 5];
         assert_eq!(
-            pad(&v, padded(3)).copied().collect::<Vec<_>>(),
-            vec![1, 2, 3, 3]
+            pad(&v, padded(5)).copied().collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5, 5]
         );
+        let ladder: Vec<usize> = (1..=1024).map(padded).collect();
         assert_eq!(padded(1), 1);
-        assert_eq!(padded(513), 1024);
+        assert_eq!(padded(3), 3);
+        assert_eq!(padded(5), 6);
+        assert_eq!(padded(513), 768);
+        assert_eq!(padded(769), 1024);
+        // At most half again as many rows as the chunk has.
+        assert!(ladder
+            .iter()
+            .zip(1..)
+            .all(|(&p, n)| p >= n && 2 * p <= 3 * n));
+        let mut shapes = ladder;
+        shapes.dedup();
+        assert_eq!(shapes.len(), 20, "few statement shapes: {shapes:?}");
     }
 
     #[test]
@@ -467,14 +548,59 @@ mod tests {
         let del = RowWrite::Delete {
             key: vec![Value::Int(1)],
         };
-        assert_eq!(run_len(&[ins.clone(), ins.clone(), del.clone()]), 2);
-        assert_eq!(run_len(&[upd(1), upd(2), upd(1)]), 2);
+        assert_eq!(run_len(&[&ins, &ins, &del]), 2);
+        assert_eq!(run_len(&[&upd(1), &upd(2), &upd(1)]), 2);
         let other = RowWrite::Update {
             key: vec![Value::Int(3)],
             columns: vec![(0, Value::Int(9))],
         };
-        assert_eq!(run_len(&[upd(1), other]), 1);
-        assert_eq!(run_len(&[del.clone(), del]), 2);
+        assert_eq!(run_len(&[&upd(1), &other]), 1);
+        assert_eq!(run_len(&[&del, &del]), 2);
+    }
+
+    #[test]
+    fn kinds_are_grouped_only_for_distinct_keys_of_a_table_that_allows_it() {
+        let ins = |k: i64| RowWrite::Insert {
+            values: vec![Value::Int(k), Value::Null],
+        };
+        let upd = |k: i64| RowWrite::Update {
+            key: vec![Value::Int(k)],
+            columns: vec![(1, Value::Null)],
+        };
+        let del = |k: i64| RowWrite::Delete {
+            key: vec![Value::Int(k)],
+        };
+        let t = table();
+        // Two source transactions' worth: deletes, updates, inserts each.
+        let batch = [del(1), upd(2), ins(3), del(4), upd(5), ins(6)];
+        assert_eq!(apply_order(&t, &batch, true), vec![0, 3, 1, 4, 2, 5]);
+        assert_eq!(apply_order(&t, &batch, false), vec![0, 1, 2, 3, 4, 5]);
+        // A key written twice keeps the given order (the delete and insert of a rename).
+        let rename = [ins(3), del(3)];
+        assert_eq!(apply_order(&t, &rename, true), vec![0, 1]);
+        // So do keys the server may equate: 'abc' and 'ABC' under a _ci collation.
+        let text_key = TargetTable {
+            key: vec![1],
+            ..table()
+        };
+        let named = |name: &str| RowWrite::Insert {
+            values: vec![Value::Int(9), Value::Text(name.into())],
+        };
+        let case_rename = [
+            named("ABC"),
+            RowWrite::Delete {
+                key: vec![Value::Text("abc".into())],
+            },
+        ];
+        assert_eq!(apply_order(&text_key, &case_rename, true), vec![0, 1]);
+        let distinct = [
+            named("ABD"),
+            RowWrite::Delete {
+                key: vec![Value::Text("abc".into())],
+            },
+        ];
+        assert_eq!(apply_order(&text_key, &distinct, true), vec![1, 0]);
+        assert!(!kinds_interleave(&[del(1), del(2), upd(3), ins(4)]));
     }
 
     #[test]
@@ -588,7 +714,7 @@ mod tests {
             message: "Out of range value for column 'qty' at row 3".into(),
             state: "22003".into(),
         });
-        let e = write_error(&table(), "inserting into", 10, err);
+        let e = write_error(&table(), "inserting into", &[10, 11, 12, 13], err);
         assert_eq!(e.class(), tandem_core::ErrorClass::Definite);
         let msg = e.to_string();
         assert!(

@@ -38,7 +38,7 @@ impl MySqlSink {
         &mut self,
         t: &TargetTable,
         rows: &[&Vec<Value>],
-        first: usize,
+        positions: &[usize],
     ) -> Result<Option<StageError>, StageError> {
         let read: Vec<Vec<Value>> = self.held_apart.get(&t.table).cloned().unwrap_or_default();
         let keys: Vec<Vec<&Value>> = read
@@ -72,14 +72,20 @@ impl MySqlSink {
                 .enumerate()
                 .skip(from)
                 .find(|(_, k)| k.len() == ka.len() && k.iter().zip(ka).all(|(x, y)| x.same_as(y)))
-                .map(|(i, _)| format!(" (write {})", first + i - from))
+                .and_then(|(i, _)| positions.get(i.checked_sub(from)?))
+                .map(|p| format!(" (write {p})"))
+                .unwrap_or_default();
+            let b_write = b
+                .checked_sub(from)
+                .and_then(|i| positions.get(i))
+                .copied()
                 .unwrap_or_default();
             return Ok(Some(StageError::definite(
                 format!(
                     "Keys {}{a_write} and {} (write {}) of one batch are one key to {}: its key compares with collation {collations}, which treats them as equal: the table has one row for both, and this batch writes them as two rows",
                     show(ka),
                     show(kb),
-                    first + b - from,
+                    b_write,
                     t.table
                 ),
                 "give the key column a collation that tells them apart (e.g. ALTER TABLE … MODIFY … COLLATE utf8mb4_bin) and restart tandem: the source transaction is re-delivered from the checkpoint and applied whole. Changing the rows at the source does not help, since the transaction is re-delivered as it was committed",
