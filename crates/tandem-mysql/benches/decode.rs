@@ -41,7 +41,10 @@ fn row(i: u32) -> Vec<u8> {
     // DECIMAL(12,2): 10 integer digits (1 + 4 bytes), 2 fraction digits (1 byte).
     r.extend([0x80, 0, 0, 0x30, 0x39, 0x63]);
     r.extend((i % 1000).to_le_bytes());
-    r.extend([0x99, 0xb2, 0x3a, 0x10, 0x00, 0x01, 0xe2, 0x40]);
+    // DATETIME(6) 2024-11-27 12:34:56.123456 (a valid date: a zero month or day would take
+    // the `Value::Unsupported` text path instead of the one real rows take).
+    r.extend([0x99, 0xb4, 0xf6, 0xc8, 0xb8, 0x01, 0xe2, 0x40]);
+    // TIMESTAMP(6) 2023-09-12 06:06:56.123456 UTC.
     r.extend([0x65, 0x00, 0x00, 0x00, 0x01, 0xe2, 0x40]);
     r
 }
@@ -58,6 +61,18 @@ fn main() {
             d
         })
         .collect();
+    // The bytes are valid values of their columns, as a server's are.
+    let first = RowsEvent::parse(23, &events[0]).unwrap();
+    dec.decode_rows(&first, |c| {
+        let tandem_core::RowChange::Insert { new } = c else {
+            panic!("not an insert");
+        };
+        assert!(new.0.iter().all(|cell| !matches!(
+            cell,
+            tandem_core::Cell::Value(tandem_core::Value::Unsupported { .. })
+        )));
+    })
+    .unwrap();
     for round in 0..3 {
         let start = Instant::now();
         let mut rows = 0usize;

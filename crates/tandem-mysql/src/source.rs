@@ -6,14 +6,16 @@
 //! sent at the first row of a transaction, rows as their rows events are decoded, `Commit`
 //! at XID/`COMMIT`.
 //!
-//! Events cross the channel in batches of up to [`BATCH_EVENTS`], not one by one: a
-//! message per row cost more than decoding the row (channel send, wake-up and the
-//! receiving task's poll per row; measured in `BENCHMARKS.md`). A batch is sent when it is
-//! full and at every `Commit` and `Progress`, i.e. whenever the reader reaches the end of
-//! an event group and may then wait on the server, so nothing read stays held while the
-//! stream is idle. [`MySqlSource::next_event`] hands the batch out one event at a time.
-//! Memory stays bounded by events, as before: the channel holds
-//! `channel_capacity / BATCH_EVENTS` batches.
+//! Events cross the channel in batches, not one by one: a message per row cost more than
+//! decoding the row (channel send, wake-up and the receiving task's poll per row; measured
+//! in `BENCHMARKS.md`). A batch is sent once it holds [`BATCH_EVENTS`] events (checked
+//! after each rows event, whose rows are decoded straight into the batch) and at every
+//! `Commit` and `Progress`, i.e. whenever the reader reaches the end of an event group and
+//! may then wait on the server, so nothing read stays held while the stream is idle.
+//! [`MySqlSource::next_event`] hands the batch out one event at a time, moving each event
+//! out of the batch's own buffer. Memory stays bounded by events: the channel holds
+//! `channel_capacity / BATCH_EVENTS` batches of at most `BATCH_EVENTS` events plus the
+//! rows of one rows event (bounded by the event's size).
 //!
 //! Positions: the MariaDB GTID state is kept for every domain and advanced by *every*
 //! event group, including those tandem drops (its own writes, other databases, DDL), so
@@ -107,8 +109,11 @@ use crate::flavor::ServerFlavor;
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Default number of events buffered between the reader task and the pipeline.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
-/// Most events sent over the channel in one message.
+/// Events a batch is sent at (a rows event's rows are never split between batches).
 pub const BATCH_EVENTS: usize = 256;
+/// Room a batch is allocated with: a full batch and a rows event of typical size (about 100
+/// rows of 8 KiB, `binlog_row_event_max_size`) fit without growing it.
+const PENDING_CAPACITY: usize = 2 * BATCH_EVENTS;
 /// Default cap on the rows held for prepared, not yet committed, XA transactions (all of
 /// them together); the endpoint's `xa_held_rows` overrides it.
 pub const DEFAULT_XA_HELD_ROWS: usize = tandem_core::config::DEFAULT_XA_HELD_ROWS;
@@ -150,7 +155,7 @@ impl SourceOptions {
 pub struct MySqlSource {
     rx: mpsc::Receiver<Batch>,
     /// The rest of the last batch received, in stream order.
-    buffered: std::collections::VecDeque<SourceEvent>,
+    buffered: std::vec::IntoIter<SourceEvent>,
     task: JoinHandle<()>,
     acknowledged: Option<Position>,
 }
@@ -290,14 +295,14 @@ impl MySqlSource {
             catalog: CatalogCache::default(),
             tables: HashMap::new(),
             out: tx,
-            pending: Vec::with_capacity(BATCH_EVENTS),
+            pending: Vec::with_capacity(PENDING_CAPACITY),
             prepared: Vec::new(),
             held_rows: 0,
         };
         let task = tokio::spawn(reader.run(stream));
         Ok(MySqlSource {
             rx,
-            buffered: std::collections::VecDeque::new(),
+            buffered: Vec::new().into_iter(),
             task,
             acknowledged: None,
         })
@@ -393,11 +398,11 @@ impl Source for MySqlSource {
     /// channel's `recv`, itself cancel-safe; a received batch is stored before returning).
     async fn next_event(&mut self) -> Result<SourceEvent, StageError> {
         loop {
-            if let Some(ev) = self.buffered.pop_front() {
+            if let Some(ev) = self.buffered.next() {
                 return Ok(ev);
             }
             match self.rx.recv().await {
-                Some(Ok(batch)) => self.buffered.extend(batch),
+                Some(Ok(batch)) => self.buffered = batch.into_iter(),
                 Some(Err(e)) => return Err(e),
                 None => {
                     return Err(StageError::Transient {
@@ -655,7 +660,7 @@ impl Reader {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH_EVENTS));
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(PENDING_CAPACITY));
         self.out.send(Ok(batch)).await.map_err(|_| Stop::Closed)
     }
 
@@ -1020,13 +1025,13 @@ impl Reader {
                     open.dropped = true;
                     return Ok(());
                 }
-                // Decode the whole event before emitting anything: a bad row must not leave
-                // half of its event delivered.
-                let mut changes = Vec::with_capacity(64);
-                decoder
-                    .decode_rows(&rows, |row| changes.push(row))
-                    .map_err(binlog_error)?;
                 if open.xa {
+                    // Decode the whole event before holding anything: a bad row must not
+                    // leave half of its event held.
+                    let mut changes = Vec::new();
+                    decoder
+                        .decode_rows(&rows, |row| changes.push(row))
+                        .map_err(binlog_error)?;
                     let held = self.held_rows.saturating_add(changes.len());
                     if held > self.opts.xa_held_rows {
                         let xid = open
@@ -1050,22 +1055,33 @@ impl Reader {
                     }));
                     return Ok(());
                 }
+                // The rows go straight into the batch being filled. A bad row takes back
+                // everything this event queued (its `Begin` included): no half of an event
+                // is ever delivered.
+                let mark = self.pending.len();
                 if !open.begun {
-                    open.begun = true;
                     let origin = open.gtid.as_ref().map(TxGtid::origin);
-                    let begin = TxBegin {
+                    self.pending.push(SourceEvent::Begin(TxBegin {
                         commit_time: open.start_time,
                         origin,
                         snapshot: false,
-                    };
-                    self.send(SourceEvent::Begin(begin)).await?;
+                    }));
                 }
-                for row in changes {
-                    self.send(SourceEvent::Change(Change {
-                        table: decoder.schema.clone(),
+                let pending = &mut self.pending;
+                let table = &decoder.schema;
+                let decoded = decoder.decode_rows(&rows, |row| {
+                    pending.push(SourceEvent::Change(Change {
+                        table: Arc::clone(table),
                         row,
-                    }))
-                    .await?;
+                    }));
+                });
+                if let Err(e) = decoded {
+                    self.pending.truncate(mark);
+                    return Err(binlog_error(e).into());
+                }
+                open.begun = true;
+                if self.pending.len() >= BATCH_EVENTS {
+                    self.flush().await?;
                 }
             }
             _ => {}

@@ -149,6 +149,19 @@ impl TableDecoder {
     fn image(&self, c: &mut Cursor<'_>, present: &[u8], count: usize) -> Result<Row, BinlogError> {
         let nulls = c.take(count.div_ceil(8), "row null bitmap")?;
         let mut cells = Vec::with_capacity(self.plans.len());
+        if count == self.plans.len() {
+            // Every column present (`binlog_row_image=FULL`, the usual case): the NULL
+            // bitmap's bits are the columns' own, nothing to map.
+            for (i, plan) in self.plans.iter().enumerate() {
+                let v = if bit(nulls, i) {
+                    Value::Null
+                } else {
+                    self.value(i, plan, c)?
+                };
+                cells.push(Cell::Value(v));
+            }
+            return Ok(Row(cells));
+        }
         let mut j = 0usize;
         for (i, plan) in self.plans.iter().enumerate() {
             if !bit(present, i) {
@@ -166,8 +179,19 @@ impl TableDecoder {
         Ok(Row(cells))
     }
 
+    #[inline]
     fn value(&self, i: usize, plan: &ColumnPlan, c: &mut Cursor<'_>) -> Result<Value, BinlogError> {
-        decode_value(plan, c).map_err(|e| match e {
+        match decode_value(plan, c) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.value_error(i, e)),
+        }
+    }
+
+    /// Names the table and column of a value that failed (off the per-value path).
+    #[cold]
+    #[inline(never)]
+    fn value_error(&self, i: usize, e: ValueError) -> BinlogError {
+        match e {
             ValueError::Binlog(e) => e,
             ValueError::Decode(source) => BinlogError::Value {
                 table: self.schema.table.to_string(),
@@ -179,7 +203,7 @@ impl TableDecoder {
                     .unwrap_or_default(),
                 source,
             },
-        })
+        }
     }
 }
 

@@ -117,7 +117,11 @@ pub fn decode_decimal(bytes: &[u8], precision: u8, scale: u8) -> Result<Value, D
         if negative {
             unscaled = -unscaled;
         }
-        let int = bigdecimal::num_bigint::BigInt::from(unscaled);
+        // Up to 18 digits (most columns) the value is an i64, whose conversion is cheaper.
+        let int = match i64::try_from(unscaled) {
+            Ok(small) => bigdecimal::num_bigint::BigInt::from(small),
+            Err(_) => bigdecimal::num_bigint::BigInt::from(unscaled),
+        };
         return Ok(Value::Decimal(BigDecimal::new(int, scale_i64)));
     }
     decimal_from_text(groups, intg, frac, negative)
