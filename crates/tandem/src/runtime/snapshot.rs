@@ -272,6 +272,7 @@ pub async fn copy(
         let started = Instant::now();
         let mut last_log = Instant::now();
         let mut last_commit = (Instant::now(), rows_before);
+        let mut rows_sent = rows_before;
         info!(direction, %table, table_number = tables_done + 1, tables = plan.tables_total, "snapshot started");
         let show = |done: u64, total: Option<u64>, rate: f64| {
             board.update(direction, |s| {
@@ -322,8 +323,11 @@ pub async fn copy(
             next = fetched?;
             metrics::counter!(telemetry::SNAPSHOT_ROWS, "direction" => direction.to_owned(), "table" => table.to_string())
                 .increment(n);
-            let (this_run, total) = reader.progress(table);
-            let done = rows_before + this_run;
+            let (_, total) = reader.progress(table);
+            // Rows sent: the reader's own count includes the chunk it has read ahead,
+            // which is not in the part a commit here records.
+            rows_sent += n;
+            let (done, this_run) = (rows_sent, rows_sent - rows_before);
             record.rows = done;
             if in_parts
                 && next.is_some()
@@ -681,6 +685,119 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A reader of `chunks` chunks of `chunk_rows` rows of a one-column table whose key
+    /// has `column_type`; values from `value(i)`.
+    struct Chunks {
+        schema: Arc<TableSchema>,
+        chunks: usize,
+        chunk_rows: usize,
+        value: fn(i64) -> Value,
+        done: u64,
+        resumed_after: Option<Vec<Value>>,
+    }
+
+    #[async_trait]
+    impl SnapshotReader for Chunks {
+        fn schema(&self, _: &TableId) -> Option<Arc<TableSchema>> {
+            Some(Arc::clone(&self.schema))
+        }
+        async fn next_chunk(&mut self, _: &TableId) -> Result<Option<Vec<Row>>, StageError> {
+            if self.chunks == 0 {
+                return Ok(None);
+            }
+            self.chunks -= 1;
+            let rows = (0..self.chunk_rows)
+                .map(|_| {
+                    self.done += 1;
+                    Row(vec![Cell::Value((self.value)(self.done as i64))])
+                })
+                .collect();
+            Ok(Some(rows))
+        }
+        fn progress(&self, _: &TableId) -> (u64, Option<u64>) {
+            (self.done, None)
+        }
+        fn order_key(&self, _: &TableId) -> Option<Vec<usize>> {
+            Some(vec![0])
+        }
+        fn resume_after(&mut self, _: &TableId, key: &[Value]) -> Result<(), StageError> {
+            self.resumed_after = Some(key.to_vec());
+            Ok(())
+        }
+        async fn finish(self: Box<Self>) -> Result<(), StageError> {
+            Ok(())
+        }
+    }
+
+    /// The copy records of the snapshot commits `copy` sends for one table.
+    async fn commits_of(
+        column_type: ColumnType,
+        value: fn(i64) -> Value,
+        chunks: usize,
+    ) -> Vec<CopyProgress> {
+        let schema = Arc::new(TableSchema {
+            table: TableId::new("public", "t"),
+            columns: vec![ColumnSchema {
+                name: "k".into(),
+                column_type,
+                native_type: "k".into(),
+                nullable: false,
+            }],
+            key: vec![0],
+        });
+        let reader = Chunks {
+            schema,
+            chunks,
+            chunk_rows: 2,
+            value,
+            done: 0,
+            resumed_after: None,
+        };
+        let (mut tx, mut rx) = tandem_core::transport::channel(1 << 16);
+        let tables = [(TableId::new("public", "t"), None)];
+        let plan = CopyPlan {
+            tables: &tables,
+            tables_total: 1,
+            tables_resumed: 0,
+            chunk_rows: 2,
+        };
+        let board = StatusBoard::default();
+        copy(Box::new(reader), plan, lsn(7), &mut tx, &board, "d")
+            .await
+            .unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        while let Ok(Some(ev)) = tandem_core::transport::EventReceiver::recv(&mut rx).await {
+            if let SourceEvent::SnapshotCommit { progress, .. } = ev {
+                out.push(progress);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_copy_commits_parts_only_for_keys_it_orders_exactly() {
+        let int = ColumnType::Int {
+            bytes: 8,
+            unsigned: false,
+        };
+        // 250 chunks of 2 rows: parts after chunks 100 and 200, then the end.
+        let parts = commits_of(int, Value::Int, 250).await;
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0].resume_key(), Some(&[Value::Int(200)][..]));
+        assert_eq!(parts[1].resume_key(), Some(&[Value::Int(400)][..]));
+        assert!(parts[2].is_finished());
+        assert_eq!(parts[2].rows, 500);
+        // A text key's order is the source collation's: one transaction for the table.
+        let text = ColumnType::Text {
+            max_chars: None,
+            allows_nul: false,
+        };
+        let whole = commits_of(text, |i| Value::Text(i.to_string()), 250).await;
+        assert_eq!(whole.len(), 1);
+        assert!(whole[0].is_finished());
     }
 
     #[test]
