@@ -952,3 +952,175 @@ async fn a_value_load_data_would_clip_fails_as_on_the_insert_path() {
         "nothing was stored, not even a clipped value"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The order in which MySqlSink applies one call's writes. The applier gives a batch's
+// writes in the order their keys first appear, so a batch of several source transactions
+// alternates deletes, updates and inserts; the sink applies the deletes first, then the
+// updates, then the inserts (one statement per kind) where that cannot change the outcome,
+// and keeps the given order where it could: a foreign key from the table to itself, a
+// trigger, or keys the server may equate.
+
+async fn setup_with_sink(prefix: &str, ddl: &str) -> (TestDb, Conn, MySqlSink) {
+    let (db, conn) = setup(prefix, ddl).await;
+    let s = sink(&db, LoopPrevention::Auto).await;
+    (db, conn, s)
+}
+
+fn insert(id: i64, code: &str) -> RowWrite {
+    RowWrite::Insert {
+        values: vec![Value::Int(id), Value::Text(code.into())],
+    }
+}
+
+fn update(id: i64, code: &str) -> RowWrite {
+    RowWrite::Update {
+        key: vec![Value::Int(id)],
+        columns: vec![(1, Value::Text(code.into()))],
+    }
+}
+
+fn delete(id: i64) -> RowWrite {
+    RowWrite::Delete {
+        key: vec![Value::Int(id)],
+    }
+}
+
+async fn rows(conn: &mut Conn, sql: &str) -> Vec<(i64, Option<String>)> {
+    conn.query(sql).await.expect("read rows")
+}
+
+#[tokio::test]
+async fn alternating_kinds_apply_as_one_statement_each_with_the_same_outcome() {
+    let (db, mut conn, mut s) = setup_with_sink(
+        "order_kinds",
+        "CREATE TABLE t (id int PRIMARY KEY, code varchar(10) UNIQUE) ENGINE=InnoDB;
+         INSERT INTO t VALUES (1, 'a'), (2, 'b'), (4, 'd'), (5, 'e');",
+    )
+    .await;
+    let t = target(&mut conn, &db, "t").await;
+    s.begin().await.expect("begin");
+    // Two source transactions' writes as the applier gives them. The insert of 6 takes the
+    // unique code 'd' that the later delete of 4 frees: in the given order the server
+    // would refuse it, with the deletes first it goes in.
+    s.write(
+        &t,
+        &[
+            delete(1),
+            update(2, "bb"),
+            insert(3, "c"),
+            insert(6, "d"),
+            delete(4),
+            update(5, "ee"),
+            insert(7, "g"),
+        ],
+    )
+    .await
+    .expect("write");
+    s.commit("p", &pos(1), Utc::now()).await.expect("commit");
+    assert_eq!(
+        rows(&mut conn, "SELECT id, code FROM t ORDER BY id").await,
+        vec![
+            (2, Some("bb".into())),
+            (3, Some("c".into())),
+            (5, Some("ee".into())),
+            (6, Some("d".into())),
+            (7, Some("g".into())),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_write_is_named_by_its_place_in_the_call_not_in_the_statement() {
+    let (db, mut conn, mut s) = setup_with_sink(
+        "order_errors",
+        "CREATE TABLE t (id int PRIMARY KEY, code varchar(3)) ENGINE=InnoDB;
+         INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+    )
+    .await;
+    let t = target(&mut conn, &db, "t").await;
+    s.begin().await.expect("begin");
+    // The inserts run after the deletes; the long code is the call's write 3.
+    let err = s
+        .write(
+            &t,
+            &[
+                insert(3, "c"),
+                delete(1),
+                insert(4, "d"),
+                insert(5, "toolong"),
+                delete(2),
+            ],
+        )
+        .await
+        .expect_err("too long for varchar(3)");
+    assert_eq!(err.class(), ErrorClass::Definite);
+    let msg = err.report();
+    assert!(
+        msg.contains("column code") && msg.contains("write 3 of the batch"),
+        "{msg}"
+    );
+    s.rollback().await.expect("rollback");
+}
+
+#[tokio::test]
+async fn a_foreign_key_to_the_table_itself_keeps_the_given_order() {
+    let (db, mut conn, mut s) = setup_with_sink(
+        "order_fk",
+        "CREATE TABLE t (id int PRIMARY KEY, parent int NULL,
+           FOREIGN KEY (parent) REFERENCES t (id)) ENGINE=InnoDB;
+         INSERT INTO t VALUES (1, NULL), (2, NULL), (3, 1);",
+    )
+    .await;
+    let t = target(&mut conn, &db, "t").await;
+    let reparent = |id: i64, parent: i64| RowWrite::Update {
+        key: vec![Value::Int(id)],
+        columns: vec![(1, Value::Int(parent))],
+    };
+    s.begin().await.expect("begin");
+    // 3 moves from parent 1 to 2, then 1 goes: deleting 1 first would break the key.
+    s.write(
+        &t,
+        &[
+            RowWrite::Insert {
+                values: vec![Value::Int(4), Value::Int(2)],
+            },
+            reparent(3, 2),
+            delete(1),
+        ],
+    )
+    .await
+    .expect("write in the given order");
+    s.commit("p", &pos(1), Utc::now()).await.expect("commit");
+    let got: Vec<(i64, Option<i64>)> = conn
+        .query("SELECT id, parent FROM t ORDER BY id")
+        .await
+        .expect("read rows");
+    assert_eq!(got, vec![(2, None), (3, Some(2)), (4, Some(2))]);
+}
+
+#[tokio::test]
+async fn a_trigger_sees_the_writes_in_the_given_order() {
+    let (db, mut conn, mut s) = setup_with_sink(
+        "order_trigger",
+        "CREATE TABLE t (id int PRIMARY KEY, code varchar(10)) ENGINE=InnoDB;
+         CREATE TABLE seen (n int AUTO_INCREMENT PRIMARY KEY, what varchar(20)) ENGINE=InnoDB;
+         CREATE TRIGGER t_ins AFTER INSERT ON t FOR EACH ROW
+           INSERT INTO seen (what) VALUES (CONCAT('insert ', NEW.id));
+         CREATE TRIGGER t_del AFTER DELETE ON t FOR EACH ROW
+           INSERT INTO seen (what) VALUES (CONCAT('delete ', OLD.id));
+         INSERT INTO t VALUES (1, 'a');",
+    )
+    .await;
+    let t = target(&mut conn, &db, "t").await;
+    s.begin().await.expect("begin");
+    s.write(&t, &[insert(2, "b"), delete(1)])
+        .await
+        .expect("write");
+    s.commit("p", &pos(1), Utc::now()).await.expect("commit");
+    let seen: Vec<String> = conn
+        .query("SELECT what FROM seen WHERE what <> 'insert 1' ORDER BY n")
+        .await
+        .expect("read log");
+    assert_eq!(seen, vec!["insert 2".to_owned(), "delete 1".to_owned()]);
+}
