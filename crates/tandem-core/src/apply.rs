@@ -41,7 +41,9 @@ use crate::error::StageError;
 use crate::mapper::{MapError, RowMapper, TargetChange, TargetRow};
 use crate::position::Position;
 use crate::resolve::Resolver;
-use crate::sink::{ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable};
+use crate::sink::{
+    CheckedWrite, ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable, Unapplied,
+};
 use crate::telemetry::{self, StatusBoard};
 use crate::transport::{AckSender, EventReceiver};
 use crate::value::Value;
@@ -114,6 +116,23 @@ pub struct Applier {
     /// Per mapper: whether its target table held no row when the copy of its table first
     /// wrote to it (asked once per table copy; see `Applier::copying_into_empty`).
     copy_into_empty: HashMap<usize, bool>,
+    /// A batch written with its conflict check inside the write, whose answer has not
+    /// been read yet (see [`Applier::settle`]).
+    in_flight: Option<InFlight>,
+}
+
+/// A batch handed to [`Sink::write_if_unchanged`]: kept until the sink says which rows it
+/// did not apply, so that those can be read and resolved as usual.
+struct InFlight {
+    mi: usize,
+    target: TargetTable,
+    changes: Vec<TargetChange>,
+    /// Per change, its key's index in `keys`.
+    change_keys: Vec<usize>,
+    keys: Vec<Vec<Value>>,
+    /// Per write, its key's index in `keys`.
+    write_keys: Vec<usize>,
+    unapplied: Unapplied,
 }
 
 type RowStates = (Option<Vec<Value>>, Option<Vec<Value>>);
@@ -323,6 +342,7 @@ impl Applier {
             tx_snapshot: false,
             pending_bytes: 0,
             copy_into_empty: HashMap::new(),
+            in_flight: None,
         }
     }
 
@@ -593,6 +613,7 @@ impl Applier {
     }
 
     async fn abort(&mut self) {
+        self.in_flight = None;
         self.pending.clear();
         self.pending_txns.clear();
         self.pending_bytes = 0;
@@ -635,6 +656,7 @@ impl Applier {
     }
 
     async fn apply_write_back(&mut self, wb: WriteBack) -> Result<(), StageError> {
+        self.settle().await?;
         let Some(m) = self.mappers.iter().find(|m| m.mapping == wb.mapping) else {
             return Ok(());
         };
@@ -743,6 +765,7 @@ impl Applier {
         changes: &[(usize, &Change)],
         position_of: &(dyn Fn(usize) -> String + Sync),
     ) -> Result<(), StageError> {
+        self.settle().await?;
         let mapping = self.mappers[mi].mapping.clone();
         // Map every change; split key-changing updates into delete + insert.
         let mut mapped: Vec<(TargetChange, usize, &Change)> = Vec::with_capacity(changes.len());
@@ -852,68 +875,136 @@ impl Applier {
                 .collect();
             return self.sink.write_owned(&target, writes).await;
         }
-        // Read the current target rows once: the batch's distinct keys in order of first
-        // appearance, and per change the position of its key among them.
+        // The batch's distinct keys in order of first appearance, and per change the
+        // position of its key among them.
         let mut index: HashMap<String, usize> = HashMap::with_capacity(mapped.len());
         let mut keys: Vec<Vec<Value>> = Vec::new();
-        let mut change_keys: Vec<Option<usize>> = Vec::with_capacity(mapped.len());
-        for (tc, _, _) in &mapped {
-            let slot = tc.key(&target).map(|k| {
-                let next = keys.len();
-                let slot = *index.entry(key_string(&k)).or_insert(next);
-                if slot == next {
-                    keys.push(k);
-                }
-                slot
-            });
-            change_keys.push(slot);
-        }
-        drop(index);
-        let current = if self.tx_snapshot && self.copying_into_empty(mi, &target).await? {
-            // Nothing to read: see `copying_into_empty`.
-            vec![None; keys.len()]
-        } else {
-            self.sink.fetch_current(&target, &keys).await?
-        };
-        // Per distinct key: (row as read, row as resolved so far).
-        let mut state: Vec<RowStates> = current.into_iter().map(|c| (c.clone(), c)).collect();
-        let m = &self.mappers[mi];
-        let resolver = Resolver {
-            strategies: &m.strategies,
-            key: &target.key,
-            lww: m.lww,
-            source_endpoint: &m.source_endpoint,
-            source_wins_ties: m.source_wins_ties,
-            initial_sync: self.tx_snapshot,
-        };
-        let mut write_backs = Vec::new();
-        for ((tc, ci, ch), slot) in mapped.iter().zip(&change_keys) {
-            let Some(slot) = slot else {
+        let mut changes: Vec<TargetChange> = Vec::with_capacity(mapped.len());
+        let mut change_keys: Vec<usize> = Vec::with_capacity(mapped.len());
+        for (tc, ci, ch) in mapped {
+            let Some(k) = tc.key(&target) else {
                 self.dead.push(DeadLetter {
                     mapping: mapping.clone(),
                     key: serde_json::Value::Null,
                     change: change_json(ch),
                     reason: "the change has no value for a key column".into(),
-                    source_position: position_of(*ci),
+                    source_position: position_of(ci),
                 });
                 continue;
             };
-            let Some((_, cur)) = state.get_mut(*slot) else {
+            let next = keys.len();
+            let slot = *index.entry(key_string(&k)).or_insert(next);
+            if slot == next {
+                keys.push(k);
+            }
+            changes.push(tc);
+            change_keys.push(slot);
+        }
+        drop(index);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        if self.tx_snapshot && self.copying_into_empty(mi, &target).await? {
+            // Nothing to read: see `copying_into_empty`.
+            let current = vec![None; keys.len()];
+            return self
+                .resolve_batch(mi, &target, &changes, &change_keys, current)
+                .await;
+        }
+        if !self.tx_snapshot {
+            let resolver = resolver_for(&self.mappers[mi], &target, false);
+            if let Some(plan) = checked_plan(&resolver, &target, &changes, &change_keys, &keys) {
+                let unapplied = self.sink.write_if_unchanged(&target, plan.writes).await?;
+                self.in_flight = Some(InFlight {
+                    mi,
+                    target,
+                    changes,
+                    change_keys,
+                    keys,
+                    write_keys: plan.write_keys,
+                    unapplied,
+                });
+                return Ok(());
+            }
+        }
+        let current = self.sink.fetch_current(&target, &keys).await?;
+        self.resolve_batch(mi, &target, &changes, &change_keys, current)
+            .await
+    }
+
+    /// Read the answer to the batch written with its check inside the write (if one is
+    /// out), then read and resolve as usual the rows the sink did not apply. Runs before
+    /// every other call to the sink, so that whatever comes next sees the batch done.
+    async fn settle(&mut self) -> Result<(), StageError> {
+        let Some(f) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let unapplied = f.unapplied.wait().await?;
+        let p = self.settings.pipeline.clone();
+        let applied = f.write_keys.len().saturating_sub(unapplied.len());
+        metrics::counter!(telemetry::CHECKED_ROWS, "direction" => p.clone(), "outcome" => "applied")
+            .increment(applied as u64);
+        if unapplied.is_empty() {
+            return Ok(());
+        }
+        metrics::counter!(telemetry::CHECKED_ROWS, "direction" => p, "outcome" => "reread")
+            .increment(unapplied.len() as u64);
+        let mut renumber: Vec<Option<usize>> = vec![None; f.keys.len()];
+        for &w in &unapplied {
+            if let Some(r) = f.write_keys.get(w).and_then(|&k| renumber.get_mut(k)) {
+                *r = Some(0);
+            }
+        }
+        let mut keys = Vec::new();
+        for (k, r) in f.keys.into_iter().zip(renumber.iter_mut()) {
+            if r.is_some() {
+                *r = Some(keys.len());
+                keys.push(k);
+            }
+        }
+        let (changes, change_keys): (Vec<TargetChange>, Vec<usize>) = f
+            .changes
+            .into_iter()
+            .zip(f.change_keys)
+            .filter_map(|(c, k)| renumber.get(k).copied().flatten().map(|n| (c, n)))
+            .unzip();
+        let current = self.sink.fetch_current(&f.target, &keys).await?;
+        self.resolve_batch(f.mi, &f.target, &changes, &change_keys, current)
+            .await
+    }
+
+    /// Resolve a batch of one mapper against the current target rows of its keys (`current`,
+    /// per key in `change_keys`' numbering) and write the outcome: one write per key.
+    async fn resolve_batch(
+        &mut self,
+        mi: usize,
+        target: &TargetTable,
+        changes: &[TargetChange],
+        change_keys: &[usize],
+        current: Vec<Option<Vec<Value>>>,
+    ) -> Result<(), StageError> {
+        let mapping = self.mappers[mi].mapping.clone();
+        // Per distinct key: (row as read, row as resolved so far).
+        let mut state: Vec<RowStates> = current.into_iter().map(|c| (c.clone(), c)).collect();
+        let resolver = resolver_for(&self.mappers[mi], target, self.tx_snapshot);
+        let mut write_backs = Vec::new();
+        for (tc, &slot) in changes.iter().zip(change_keys) {
+            let Some((_, cur)) = state.get_mut(slot) else {
                 continue;
             };
             let r = resolver.resolve(tc, cur.as_deref());
             if let Some(c) = &r.conflict {
                 let (before, after) = match tc {
-                    TargetChange::Insert { after } => (None, Some(opt_row_json(&target, after))),
+                    TargetChange::Insert { after } => (None, Some(opt_row_json(target, after))),
                     TargetChange::Update { before, after } => (
-                        before.as_ref().map(|b| opt_row_json(&target, b)),
-                        Some(opt_row_json(&target, after)),
+                        before.as_ref().map(|b| opt_row_json(target, b)),
+                        Some(opt_row_json(target, after)),
                     ),
                     TargetChange::Delete { before, .. } => {
-                        (Some(opt_row_json(&target, before)), None)
+                        (Some(opt_row_json(target, before)), None)
                     }
                 };
-                let key = tc.key(&target).unwrap_or_default();
+                let key = tc.key(target).unwrap_or_default();
                 self.conflicts.push(ConflictRecord {
                     mapping: mapping.clone(),
                     kind: c.kind.as_str().into(),
@@ -928,7 +1019,7 @@ impl Applier {
                     ),
                     before,
                     after,
-                    current: cur.as_ref().map(|t| row_json(&target, t)),
+                    current: cur.as_ref().map(|t| row_json(target, t)),
                     source_commit_time: None,
                 });
                 *self
@@ -964,19 +1055,8 @@ impl Applier {
                     });
                 }
             }
-            match r.write {
-                Some(RowWrite::Insert { values }) => *cur = Some(values),
-                Some(RowWrite::Update { columns, .. }) => {
-                    if let Some(row) = cur.as_mut() {
-                        for (i, v) in columns {
-                            if let Some(slot) = row.get_mut(i) {
-                                *slot = v;
-                            }
-                        }
-                    }
-                }
-                Some(RowWrite::Delete { .. }) => *cur = None,
-                None => {}
+            if let Some(w) = r.write {
+                apply_write(cur, w);
             }
         }
         // One write per key: the difference between the row read and the row resolved.
@@ -985,15 +1065,7 @@ impl Applier {
             match (orig, fin) {
                 (None, Some(f)) => writes.push(RowWrite::Insert { values: f }),
                 (Some(o), Some(f)) => {
-                    let columns: Vec<(usize, Value)> = f
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, v)| {
-                            o.get(*i)
-                                .is_none_or(|ov| !ov.same_as(v) || ov.kind() != v.kind())
-                        })
-                        .map(|(i, v)| (i, v.clone()))
-                        .collect();
+                    let columns = changed_columns(&o, f);
                     if !columns.is_empty() {
                         let key = target
                             .key
@@ -1015,7 +1087,7 @@ impl Applier {
             }
         }
         if !writes.is_empty() {
-            self.sink.write_owned(&target, writes).await?;
+            self.sink.write_owned(target, writes).await?;
         }
         if let Some(out) = &self.write_back_out {
             for wb in write_backs {
@@ -1064,6 +1136,7 @@ impl Applier {
         // Sources end a group only at transaction boundaries (Commit, Progress,
         // SnapshotCommit): everything pending belongs to committed transactions.
         self.flush().await?;
+        self.settle().await?;
         let Some((position, commit_time)) = self.group_last.take() else {
             return Ok(());
         };
@@ -1142,6 +1215,179 @@ impl Applier {
     }
 }
 
+/// The resolver of mapper `m` writing into `target`.
+fn resolver_for<'a>(m: &'a RowMapper, target: &'a TargetTable, initial_sync: bool) -> Resolver<'a> {
+    Resolver {
+        strategies: &m.strategies,
+        key: &target.key,
+        lww: m.lww,
+        source_endpoint: &m.source_endpoint,
+        source_wins_ties: m.source_wins_ties,
+        initial_sync,
+    }
+}
+
+/// `row` after a resolved write.
+fn apply_write(row: &mut Option<Vec<Value>>, write: RowWrite) {
+    match write {
+        RowWrite::Insert { values } => *row = Some(values),
+        RowWrite::Update { columns, .. } => {
+            if let Some(row) = row.as_mut() {
+                for (i, v) in columns {
+                    if let Some(slot) = row.get_mut(i) {
+                        *slot = v;
+                    }
+                }
+            }
+        }
+        RowWrite::Delete { .. } => *row = None,
+    }
+}
+
+/// The columns of `to` that differ from `from` (value or kind).
+fn changed_columns(from: &[Value], to: Vec<Value>) -> Vec<(usize, Value)> {
+    to.into_iter()
+        .enumerate()
+        .filter(|(i, v)| {
+            from.get(*i)
+                .is_none_or(|ov| !ov.same_as(v) || ov.kind() != v.kind())
+        })
+        .collect()
+}
+
+/// The writes of a batch whose conflict check can run inside the write.
+#[derive(Debug, PartialEq)]
+struct CheckedPlan {
+    writes: Vec<CheckedWrite>,
+    /// Per write, the index of its key.
+    write_keys: Vec<usize>,
+}
+
+/// Plan a batch's writes with the conflict check inside them, or `None` when some key's
+/// current row must be read first.
+///
+/// Per key, the resolver runs over the key's changes from the row the first change was
+/// made from: absent before an insert, the before-image before an update or delete. If
+/// that meets no conflict and sends nothing back, the key's net write is what the resolver
+/// would write after reading the row, whenever the target holds the row so on the columns
+/// the outcome depends on: for a single update the columns it alters (rule 1 of
+/// `resolve`: only those are compared), for a delete every column of its before-image
+/// (a full one; the delete is checked against all of them), for several changes of one
+/// key every column. The write then expects those values, and the sink applies it only
+/// where they hold; anything else (a conflict, a value sent back, an update that writes
+/// nothing, an insert deleted again in the same batch, a before-image with a column
+/// missing) is left to the read.
+fn checked_plan(
+    resolver: &Resolver<'_>,
+    target: &TargetTable,
+    changes: &[TargetChange],
+    change_keys: &[usize],
+    keys: &[Vec<Value>],
+) -> Option<CheckedPlan> {
+    let mut per_key: Vec<Vec<&TargetChange>> = vec![Vec::new(); keys.len()];
+    for (tc, &k) in changes.iter().zip(change_keys) {
+        per_key.get_mut(k)?.push(tc);
+    }
+    let columns = target.columns.len();
+    let is_key = |c: usize| target.key.contains(&c);
+    let fill = |row: &TargetRow| -> Vec<Value> {
+        row.iter()
+            .map(|v| v.clone().unwrap_or(Value::Null))
+            .collect()
+    };
+    let mut plan = CheckedPlan {
+        writes: Vec::with_capacity(keys.len()),
+        write_keys: Vec::with_capacity(keys.len()),
+    };
+    for (k, chain) in per_key.iter().enumerate() {
+        let first = *chain.first()?;
+        let single = chain.len() == 1;
+        let (assumed, expect): (Option<Vec<Value>>, Vec<usize>) = match first {
+            TargetChange::Insert { .. } => (None, Vec::new()),
+            TargetChange::Update {
+                before: Some(b),
+                after,
+            } => {
+                let mut expect = Vec::new();
+                for c in (0..columns).filter(|&c| !is_key(c)) {
+                    let a = after.get(c).and_then(Option::as_ref);
+                    match (b.get(c)?, a) {
+                        // A value without its before-image counts as a conflict.
+                        (None, Some(_)) => return None,
+                        (None, None) if !single => return None,
+                        (None, None) => {}
+                        (Some(b), Some(a)) if single && a.same_as(b) => {}
+                        (Some(_), None) if single => {}
+                        (Some(_), _) => expect.push(c),
+                    }
+                }
+                (Some(fill(b)), expect)
+            }
+            TargetChange::Update { before: None, .. } => return None,
+            TargetChange::Delete { before, full } => {
+                let expect = if *full {
+                    (0..columns)
+                        .filter(|&c| before.get(c).is_some_and(Option::is_some))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (Some(fill(before)), expect)
+            }
+        };
+        let mut row = assumed.clone();
+        for tc in chain {
+            let r = resolver.resolve(tc, row.as_deref());
+            if r.conflict.is_some() || !r.write_back.is_empty() {
+                return None;
+            }
+            if let Some(w) = r.write {
+                apply_write(&mut row, w);
+            }
+        }
+        let key = keys.get(k)?.clone();
+        let expected = |o: &[Value]| -> Option<Vec<(usize, Value)>> {
+            expect
+                .iter()
+                .map(|&c| o.get(c).map(|v| (c, v.clone())))
+                .collect()
+        };
+        let write = match (&assumed, row) {
+            (None, None) => return None,
+            (None, Some(values)) => CheckedWrite::Insert { values },
+            (Some(o), None) => CheckedWrite::Delete {
+                key,
+                expect: expected(o)?,
+            },
+            (Some(o), Some(f)) => {
+                let columns: Vec<(usize, Value)> = if matches!(first, TargetChange::Delete { .. }) {
+                    // Deleted and inserted again: the new row whole.
+                    f.into_iter()
+                        .enumerate()
+                        .filter(|(c, _)| !is_key(*c))
+                        .collect()
+                } else {
+                    changed_columns(o, f)
+                        .into_iter()
+                        .filter(|(c, _)| !is_key(*c))
+                        .collect()
+                };
+                if columns.is_empty() {
+                    return None;
+                }
+                CheckedWrite::Update {
+                    key,
+                    expect: expected(o)?,
+                    columns,
+                }
+            }
+        };
+        plan.writes.push(write);
+        plan.write_keys.push(k);
+    }
+    Some(plan)
+}
+
 async fn recv_write_back(rx: &mut Option<mpsc::Receiver<WriteBack>>) -> Option<WriteBack> {
     match rx {
         Some(rx) => rx.recv().await,
@@ -1205,5 +1451,245 @@ mod tests {
         assert!(plain(&[Some(Value::Bool(true)), Some(Value::Bool(false))]));
         // A missing key value goes the general way.
         assert!(!plain(&[Some(Value::Int(1)), None]));
+    }
+
+    mod checked {
+        //! `checked_plan` against the resolver: wherever a planned write's expectations
+        //! hold on the target row, the write must leave exactly what reading the row and
+        //! resolving the changes would, and that must meet no conflict.
+        use super::super::*;
+        use crate::config::Strategy as Rule;
+        use crate::value::ColumnType;
+        use proptest::prelude::*;
+
+        fn table() -> TargetTable {
+            TargetTable {
+                table: TableId::new("public", "t"),
+                columns: vec![
+                    (
+                        "id".into(),
+                        ColumnType::Int {
+                            bytes: 8,
+                            unsigned: false,
+                        },
+                    ),
+                    (
+                        "n".into(),
+                        ColumnType::Int {
+                            bytes: 8,
+                            unsigned: false,
+                        },
+                    ),
+                    (
+                        "s".into(),
+                        ColumnType::Text {
+                            max_chars: None,
+                            allows_nul: true,
+                        },
+                    ),
+                ],
+                key: vec![0],
+            }
+        }
+
+        fn strategy() -> impl Strategy<Value = Rule> {
+            prop_oneof![
+                Just(Rule::LastWriterWins { column: None }),
+                Just(Rule::Delta),
+                Just(Rule::Max),
+                Just(Rule::Min),
+                Just(Rule::Prefer("src".into())),
+                Just(Rule::Prefer("other".into())),
+                Just(Rule::Manual),
+            ]
+        }
+
+        fn cell() -> impl Strategy<Value = Option<Value>> {
+            prop_oneof![
+                4 => (0i64..3).prop_map(|n| Some(Value::Int(n))),
+                1 => Just(Some(Value::Null)),
+                1 => Just(None),
+            ]
+        }
+
+        fn text() -> impl Strategy<Value = Option<Value>> {
+            prop_oneof![
+                4 => prop_oneof![Just("x"), Just("y"), Just("X")].prop_map(|t| Some(Value::Text(t.into()))),
+                1 => Just(None),
+            ]
+        }
+
+        fn image() -> impl Strategy<Value = TargetRow> {
+            (cell(), text()).prop_map(|(n, s)| vec![Some(Value::Int(1)), n, s])
+        }
+
+        fn change() -> impl Strategy<Value = TargetChange> {
+            prop_oneof![
+                image().prop_map(|after| TargetChange::Insert { after }),
+                (image(), image()).prop_map(|(b, after)| TargetChange::Update {
+                    before: Some(b),
+                    after
+                }),
+                image().prop_map(|after| TargetChange::Update {
+                    before: None,
+                    after
+                }),
+                (image(), any::<bool>())
+                    .prop_map(|(before, full)| TargetChange::Delete { before, full }),
+            ]
+        }
+
+        fn row() -> impl Strategy<Value = Option<Vec<Value>>> {
+            prop::option::of(
+                (0i64..3, prop_oneof![Just("x"), Just("y"), Just("X")])
+                    .prop_map(|(n, s)| vec![Value::Int(1), Value::Int(n), Value::Text(s.into())]),
+            )
+        }
+
+        fn holds(w: &CheckedWrite, t: &Option<Vec<Value>>) -> Option<Option<Vec<Value>>> {
+            let exact = |row: &[Value], expect: &[(usize, Value)]| {
+                expect
+                    .iter()
+                    .all(|(c, v)| row.get(*c).is_some_and(|x| x == v))
+            };
+            match (w, t) {
+                (CheckedWrite::Insert { values }, None) => Some(Some(values.clone())),
+                (
+                    CheckedWrite::Update {
+                        expect, columns, ..
+                    },
+                    Some(row),
+                ) if exact(row, expect) => {
+                    let mut row = row.clone();
+                    for (c, v) in columns {
+                        row[*c] = v.clone();
+                    }
+                    Some(Some(row))
+                }
+                (CheckedWrite::Delete { expect, .. }, Some(row)) if exact(row, expect) => {
+                    Some(None)
+                }
+                _ => None,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+            #[test]
+            fn a_write_whose_expectations_hold_is_what_reading_would_write(
+                strategies in prop::collection::vec(strategy(), 3),
+                chain in prop::collection::vec(change(), 1..4),
+                current in row(),
+                lww in prop::option::of(Just(1usize)),
+            ) {
+                let t = table();
+                let resolver = Resolver {
+                    strategies: &strategies,
+                    key: &t.key,
+                    lww,
+                    source_endpoint: "src",
+                    source_wins_ties: true,
+                    initial_sync: false,
+                };
+                let keys = vec![vec![Value::Int(1)]];
+                let slots = vec![0; chain.len()];
+                let Some(plan) = checked_plan(&resolver, &t, &chain, &slots, &keys) else {
+                    return Ok(());
+                };
+                prop_assert_eq!(plan.writes.len(), 1);
+                let Some(checked) = holds(&plan.writes[0], &current) else {
+                    return Ok(());
+                };
+                let mut read = current.clone();
+                for tc in &chain {
+                    let r = resolver.resolve(tc, read.as_deref());
+                    prop_assert!(r.conflict.is_none(), "{:?} on {:?}: {:?}", chain, current, r.conflict);
+                    prop_assert!(r.write_back.is_empty());
+                    if let Some(w) = r.write {
+                        apply_write(&mut read, w);
+                    }
+                }
+                prop_assert_eq!(checked, read, "{:?} on {:?}", chain, current);
+            }
+        }
+
+        #[test]
+        fn plans_a_plain_batch_and_leaves_conflicts_to_the_read() {
+            let t = table();
+            let strategies = vec![Rule::LastWriterWins { column: None }; 3];
+            let resolver = Resolver {
+                strategies: &strategies,
+                key: &t.key,
+                lww: None,
+                source_endpoint: "src",
+                source_wins_ties: true,
+                initial_sync: false,
+            };
+            let row = |id: i64, n: i64| {
+                vec![
+                    Some(Value::Int(id)),
+                    Some(Value::Int(n)),
+                    Some(Value::Text("x".into())),
+                ]
+            };
+            let changes = vec![
+                TargetChange::Insert { after: row(1, 5) },
+                TargetChange::Update {
+                    before: Some(row(2, 5)),
+                    after: row(2, 6),
+                },
+                TargetChange::Delete {
+                    before: row(3, 5),
+                    full: true,
+                },
+            ];
+            let keys: Vec<Vec<Value>> = (1..=3).map(|k| vec![Value::Int(k)]).collect();
+            let plan = checked_plan(&resolver, &t, &changes, &[0, 1, 2], &keys).expect("plannable");
+            assert_eq!(plan.write_keys, vec![0, 1, 2]);
+            assert_eq!(
+                plan.writes,
+                vec![
+                    CheckedWrite::Insert {
+                        values: vec![Value::Int(1), Value::Int(5), Value::Text("x".into())]
+                    },
+                    // Only the altered column is expected and set.
+                    CheckedWrite::Update {
+                        key: vec![Value::Int(2)],
+                        expect: vec![(1, Value::Int(5))],
+                        columns: vec![(1, Value::Int(6))]
+                    },
+                    // A delete expects its whole before-image, key included.
+                    CheckedWrite::Delete {
+                        key: vec![Value::Int(3)],
+                        expect: vec![
+                            (0, Value::Int(3)),
+                            (1, Value::Int(5)),
+                            (2, Value::Text("x".into()))
+                        ],
+                    },
+                ]
+            );
+            // An update that changes no mapped column depends on whether the row exists.
+            let noop = vec![TargetChange::Update {
+                before: Some(row(2, 5)),
+                after: row(2, 5),
+            }];
+            assert!(checked_plan(&resolver, &t, &noop, &[0], &keys[1..2]).is_none());
+            // So does an insert deleted again in the same batch.
+            let gone = vec![
+                TargetChange::Insert { after: row(1, 5) },
+                TargetChange::Delete {
+                    before: row(1, 5),
+                    full: true,
+                },
+            ];
+            assert!(checked_plan(&resolver, &t, &gone, &[0, 0], &keys[..1]).is_none());
+            // Without a before-image every column counts as a conflict.
+            let blind = vec![TargetChange::Update {
+                before: None,
+                after: row(2, 6),
+            }];
+            assert!(checked_plan(&resolver, &t, &blind, &[0], &keys[1..2]).is_none());
+        }
     }
 }

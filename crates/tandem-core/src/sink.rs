@@ -34,6 +34,51 @@ impl TargetTable {
     }
 }
 
+/// A write that holds only if the target row is still what the change was made from:
+/// conflict detection inside the write, instead of reading every current row first
+/// (see [`Sink::write_if_unchanged`]). Expected values are compared exactly (text byte
+/// for byte, numbers by value, `NULL` equal to `NULL`), never more loosely than the
+/// resolver's [`Value::same_as`]; a sink that cannot compare a value that way reports the
+/// row as not applied.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckedWrite {
+    /// Insert, if no row has the key.
+    Insert { values: Vec<Value> },
+    /// Set `columns`, if the row exists and holds `expect` (column index, value).
+    Update {
+        key: Vec<Value>,
+        expect: Vec<(usize, Value)>,
+        columns: Vec<(usize, Value)>,
+    },
+    /// Delete, if the row exists and holds `expect`.
+    Delete {
+        key: Vec<Value>,
+        expect: Vec<(usize, Value)>,
+    },
+}
+
+/// The rows of a [`Sink::write_if_unchanged`] call that were not applied (indexes into
+/// its writes), known now or once a sink running behind the applier got to them.
+#[derive(Debug)]
+pub enum Unapplied {
+    Now(Vec<usize>),
+    Later(tokio::sync::oneshot::Receiver<Result<Vec<usize>, StageError>>),
+}
+
+impl Unapplied {
+    pub async fn wait(self) -> Result<Vec<usize>, StageError> {
+        match self {
+            Unapplied::Now(rows) => Ok(rows),
+            Unapplied::Later(rx) => rx.await.unwrap_or_else(|_| {
+                Err(StageError::Transient {
+                    what: "the target connection's task ended".into(),
+                    source: None,
+                })
+            }),
+        }
+    }
+}
+
 /// One resolved write.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RowWrite {
@@ -123,6 +168,21 @@ pub trait Sink: Send {
 
     /// Apply writes to one table, batched into as few statements as possible.
     async fn write(&mut self, table: &TargetTable, writes: &[RowWrite]) -> Result<(), StageError>;
+
+    /// Apply `writes` (distinct keys, one write each) only where the target row is as
+    /// each expects, in one go: deletes, then updates, then inserts. Returns the rows not
+    /// applied; the target is left as it was for those, and the others are applied. A
+    /// sink may apply none when one row differs (MariaDB rolls back to a savepoint), and
+    /// one that cannot check a table's writes this way applies none (the default). The
+    /// applier then reads those rows' current values and resolves them as usual.
+    async fn write_if_unchanged(
+        &mut self,
+        table: &TargetTable,
+        writes: Vec<CheckedWrite>,
+    ) -> Result<Unapplied, StageError> {
+        let _ = table;
+        Ok(Unapplied::Now((0..writes.len()).collect()))
+    }
 
     /// [`Sink::write`] taking the writes over, for sinks that keep them past the call
     /// ([`crate::write_behind::WriteBehind`] queues them).

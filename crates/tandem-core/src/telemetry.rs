@@ -18,6 +18,7 @@ pub const APPLY_BATCH_SECONDS: &str = "tandem_apply_batch_duration_seconds";
 pub const CONFLICTS: &str = "tandem_conflicts_total";
 pub const DEAD_LETTERS: &str = "tandem_dead_letters_total";
 pub const RECONNECTS: &str = "tandem_reconnects_total";
+pub const CHECKED_ROWS: &str = "tandem_apply_checked_rows_total";
 pub const SNAPSHOT_ROWS: &str = "tandem_snapshot_rows_total";
 pub const SNAPSHOT_ROWS_ESTIMATED: &str = "tandem_snapshot_rows_estimated";
 pub const SNAPSHOT_SKIPPED_CHANGES: &str = "tandem_snapshot_skipped_changes_total";
@@ -51,6 +52,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         RECONNECTS,
         "Reconnects after a lost connection or transient error",
+    ),
+    (
+        CHECKED_ROWS,
+        "Rows written with the conflict check inside the write, by outcome: applied, or reread (the target differed, or the sink could not check)",
     ),
     (SNAPSHOT_ROWS, "Rows copied by initial snapshots"),
     (

@@ -22,7 +22,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StageError;
-use crate::sink::{ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable};
+use crate::sink::{
+    CheckedWrite, ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable, Unapplied,
+};
 use crate::value::Value;
 
 /// Jobs waiting for the sink task at most (each a batch of writes, or a call): with the
@@ -63,13 +65,14 @@ impl WriteBehind {
         self.jobs.send(job).await.map_err(|_| gone())
     }
 
-    async fn ask<T: Send + 'static>(
+    /// Queue a call and return where its answer will arrive, without waiting for it.
+    async fn queue<T: Send + 'static>(
         &self,
         reset: bool,
         f: impl for<'a> FnOnce(&'a mut dyn Sink) -> BoxFuture<'a, Result<T, StageError>>
             + Send
             + 'static,
-    ) -> Result<T, StageError> {
+    ) -> Result<oneshot::Receiver<Result<T, StageError>>, StageError> {
         let (tx, rx) = oneshot::channel();
         let call: Call = Box::new(move |sink, failed| {
             Box::pin(async move {
@@ -86,7 +89,17 @@ impl WriteBehind {
             Job::Call(call)
         })
         .await?;
-        rx.await.map_err(|_| gone())?
+        Ok(rx)
+    }
+
+    async fn ask<T: Send + 'static>(
+        &self,
+        reset: bool,
+        f: impl for<'a> FnOnce(&'a mut dyn Sink) -> BoxFuture<'a, Result<T, StageError>>
+            + Send
+            + 'static,
+    ) -> Result<T, StageError> {
+        self.queue(reset, f).await?.await.map_err(|_| gone())?
     }
 }
 
@@ -179,6 +192,22 @@ impl Sink for WriteBehind {
             writes,
         })
         .await
+    }
+
+    /// Queued like a write: the applier goes on with the next batch and learns which
+    /// rows were not applied before its next call to the sink.
+    async fn write_if_unchanged(
+        &mut self,
+        table: &TargetTable,
+        writes: Vec<CheckedWrite>,
+    ) -> Result<Unapplied, StageError> {
+        let table = table.clone();
+        let rx = self
+            .queue(false, move |s| {
+                Box::pin(async move { s.write_if_unchanged(&table, writes).await?.wait().await })
+            })
+            .await?;
+        Ok(Unapplied::Later(rx))
     }
 
     async fn record(

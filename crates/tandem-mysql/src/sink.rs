@@ -56,7 +56,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row};
 use tandem_core::config::{EndpointConfig, LoopPrevention, Secret};
 use tandem_core::error::StageError;
-use tandem_core::sink::{ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable};
+use tandem_core::sink::{
+    CheckedWrite, ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable, Unapplied,
+};
 use tandem_core::{TableId, Value};
 
 use crate::connect::{classify, connect, is_mariadb};
@@ -64,13 +66,14 @@ use crate::ddl::{ensure_tables, APPLY_MARKER, CHECKPOINTS, CONFLICTS, DEAD_LETTE
 use crate::types::to_mysql_value;
 
 mod batch;
+mod checked;
 mod collision;
 mod load;
 
 use batch::{
-    apply_order, bad_index, check_arity, chunks, decode_row, ident, key_in, key_matches,
-    kinds_interleave, match_bucket, pad, padded, placeholders, run_len, same_key, size_of_values,
-    table_ident, value_size, write_error,
+    apply_order, bad_index, check_arity, chunks, decode_row, derived_rows, ident, insert_sql,
+    key_in, key_matches, kinds_interleave, match_bucket, pad, padded, run_len, same_key,
+    size_of_values, table_ident, value_size, write_error,
 };
 
 /// Insert runs of at least this many rows go through `LOAD DATA LOCAL` (see `sink/load.rs`);
@@ -222,33 +225,21 @@ impl MySqlSink {
         rows: &[&Vec<Value>],
         positions: &[usize],
     ) -> Result<(), StageError> {
-        let cols: Vec<String> = t.columns.iter().map(|(n, _)| ident(n)).collect();
         // The applier inserts only keys it has just read as absent: an existing key means
         // a concurrent writer inserted it in between. `k = k` leaves that row alone and
         // counts 0 affected rows, so the difference shows (padding rows repeat the last row
         // and count 0 too); the transient error makes the applier re-read and merge.
-        let update = t
-            .key_names()
-            .next()
-            .map(|k| format!("{0} = {0}", ident(k)))
-            .unwrap_or_default();
-        let row_ph = placeholders(cols.len());
-        for (start, chunk) in chunks(rows, cols.len(), self.packet_budget, |r| size_of_values(r)) {
+        let width = t.columns.len();
+        for (start, chunk) in chunks(rows, width, self.packet_budget, |r| size_of_values(r)) {
             let n = padded(chunk.len());
             let at = positions.get(start..).unwrap_or_default();
-            let mut params = Vec::with_capacity(n * cols.len());
+            let mut params = Vec::with_capacity(n * width);
             for (j, r) in pad(chunk, n).enumerate() {
                 let position = at.get(j).or(at.last()).copied().unwrap_or_default();
                 check_arity(t, r.len(), position)?;
                 params.extend(r.iter().map(to_mysql_value));
             }
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES {} ON DUPLICATE KEY UPDATE {update}",
-                table_ident(t),
-                cols.join(", "),
-                vec![row_ph.as_str(); n].join(", ")
-            );
-            self.exec(&sql, params)
+            self.exec(&insert_sql(t, n), params)
                 .await
                 .map_err(|e| write_error(t, "inserting into", at, e))?;
             let inserted = self.conn.affected_rows();
@@ -305,14 +296,10 @@ impl MySqlSink {
                 params.extend(key.iter().map(to_mysql_value));
                 params.extend(vals.iter().map(|v| to_mysql_value(v)));
             }
-            let first_row: Vec<String> = (0..key_cols.len())
-                .map(|i| format!("? AS k{i}"))
-                .chain((0..set_cols.len()).map(|i| format!("? AS c{i}")))
+            let aliases: Vec<String> = (0..key_cols.len())
+                .map(|i| format!("k{i}"))
+                .chain((0..set_cols.len()).map(|i| format!("c{i}")))
                 .collect();
-            let rest = format!(
-                " UNION ALL SELECT {}",
-                placeholders(width).trim_matches(['(', ')'])
-            );
             let on: Vec<String> = key_cols
                 .iter()
                 .enumerate()
@@ -324,10 +311,9 @@ impl MySqlSink {
                 .map(|(i, c)| format!("t.{c} = v.c{i}"))
                 .collect();
             let sql = format!(
-                "UPDATE {} t JOIN (SELECT {}{}) v ON {} SET {}",
+                "UPDATE {} t JOIN ({}) v ON {} SET {}",
                 table_ident(t),
-                first_row.join(", "),
-                rest.repeat(n.saturating_sub(1)),
+                derived_rows(&aliases, n),
                 on.join(" AND "),
                 assign.join(", ")
             );
@@ -631,6 +617,14 @@ impl Sink for MySqlSink {
             i += run.max(1);
         }
         Ok(())
+    }
+
+    async fn write_if_unchanged(
+        &mut self,
+        table: &TargetTable,
+        writes: Vec<CheckedWrite>,
+    ) -> Result<Unapplied, StageError> {
+        self.write_checked(table, &writes).await.map(Unapplied::Now)
     }
 
     async fn record(

@@ -1124,3 +1124,115 @@ async fn a_trigger_sees_the_writes_in_the_given_order() {
         .expect("read log");
     assert_eq!(seen, vec!["insert 2".to_owned(), "delete 1".to_owned()]);
 }
+
+/// `write_if_unchanged`: where every row holds what its write expects (compared as the
+/// resolver compares: decimals by value, text byte for byte even in a case-insensitive
+/// collation, NULL equal to NULL), the batch applies whole; where one row does not, none
+/// applies (the savepoint is rolled back) and every row is reported.
+#[tokio::test]
+async fn checked_writes_apply_whole_or_not_at_all() {
+    use tandem_core::sink::CheckedWrite;
+    let (db, mut conn) = setup(
+        "sink_checked",
+        "CREATE TABLE c (id int PRIMARY KEY, name varchar(20) COLLATE utf8mb4_general_ci,
+           price decimal(10,2), note text, at datetime(6)) ENGINE=InnoDB;
+         INSERT INTO c VALUES (1, 'abc', 1.50, NULL, '2026-01-01 00:00:00.000001'),
+           (2, 'abc', 1.50, NULL, '2026-01-01 00:00:00.000001'),
+           (3, 'abc', 1.50, NULL, '2026-01-01 00:00:00.000001');",
+    )
+    .await;
+    let t = target(&mut conn, &db, "c").await;
+    let mut s = sink(&db, LoopPrevention::Auto).await;
+    let at = ts("2026-01-01 00:00:00.000001");
+    let dec = |s: &str| Value::Decimal(BigDecimal::from_str(s).expect("decimal"));
+    let key = |id: i64| vec![Value::Int(id)];
+    let new_row = |id: i64| CheckedWrite::Insert {
+        values: vec![
+            Value::Int(id),
+            Value::Text("new".into()),
+            dec("2"),
+            Value::Null,
+            Value::Null,
+        ],
+    };
+    let holding = vec![
+        CheckedWrite::Update {
+            key: key(1),
+            expect: vec![
+                (1, Value::Text("abc".into())),
+                (2, dec("1.500")),
+                (3, Value::Null),
+            ],
+            columns: vec![(1, Value::Text("one".into()))],
+        },
+        CheckedWrite::Delete {
+            key: key(2),
+            expect: vec![
+                (0, Value::Int(2)),
+                (1, Value::Text("abc".into())),
+                (2, dec("1.5")),
+                (3, Value::Null),
+                (4, Value::Timestamp(at)),
+            ],
+        },
+        new_row(10),
+    ];
+    s.begin().await.expect("begin");
+    let unapplied = s
+        .write_if_unchanged(&t, holding)
+        .await
+        .expect("write")
+        .wait()
+        .await
+        .expect("answer");
+    assert_eq!(unapplied, Vec::<usize>::new());
+    // Each of these has one row that differs: equal to the collation but not byte for
+    // byte; a microsecond off; an existing key; a missing row.
+    let differing = [
+        CheckedWrite::Update {
+            key: key(3),
+            expect: vec![(1, Value::Text("ABC".into()))],
+            columns: vec![(1, Value::Text("three".into()))],
+        },
+        CheckedWrite::Delete {
+            key: key(3),
+            expect: vec![(4, Value::Timestamp(at - chrono::Duration::microseconds(1)))],
+        },
+        new_row(1),
+        CheckedWrite::Update {
+            key: key(99),
+            expect: vec![(1, Value::Text("abc".into()))],
+            columns: vec![(1, Value::Text("x".into()))],
+        },
+    ];
+    for bad in differing {
+        // Together with writes that would hold: none of them may stay.
+        let writes = vec![
+            new_row(11),
+            bad,
+            CheckedWrite::Delete {
+                key: key(10),
+                expect: vec![],
+            },
+        ];
+        let unapplied = s
+            .write_if_unchanged(&t, writes)
+            .await
+            .expect("write")
+            .wait()
+            .await
+            .expect("answer");
+        assert_eq!(unapplied, vec![0, 1, 2]);
+    }
+    s.commit("retail", &pos(3), Utc::now())
+        .await
+        .expect("commit");
+    let rows: Vec<(i64, String)> = conn
+        .query("SELECT id, name FROM c ORDER BY id")
+        .await
+        .expect("rows");
+    assert_eq!(
+        rows,
+        vec![(1, "one".into()), (3, "abc".into()), (10, "new".into())]
+    );
+}

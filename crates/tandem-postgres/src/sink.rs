@@ -51,7 +51,9 @@ use chrono::{DateTime, Utc};
 use tandem_core::change::TableId;
 use tandem_core::config::{EndpointConfig, Secret};
 use tandem_core::error::StageError;
-use tandem_core::sink::{ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable};
+use tandem_core::sink::{
+    CheckedWrite, ConflictRecord, DeadLetter, RowWrite, Sink, TargetTable, Unapplied,
+};
 use tandem_core::value::Value;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
@@ -61,6 +63,7 @@ use tokio_postgres::{Client, Statement};
 use crate::ddl::{qualified, quote_ident};
 use crate::types;
 
+mod checked;
 mod copy;
 mod statements;
 
@@ -616,6 +619,15 @@ impl Sink for PgSink {
             self.forget(&table.table);
         }
         result
+    }
+
+    async fn write_if_unchanged(
+        &mut self,
+        table: &TargetTable,
+        writes: Vec<CheckedWrite>,
+    ) -> Result<Unapplied, StageError> {
+        self.require_transaction("write_if_unchanged")?;
+        self.write_checked(table, &writes).await.map(Unapplied::Now)
     }
 
     async fn record(

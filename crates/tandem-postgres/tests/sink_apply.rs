@@ -605,3 +605,129 @@ async fn seq_scans(c: &tokio_postgres::Client) -> i64 {
     .unwrap()
     .get(0)
 }
+
+/// `write_if_unchanged`: a write applies exactly where the row holds what it expects
+/// (compared as the resolver compares: numeric by value, text byte for byte, NULL equal to
+/// NULL, json by its text), and every other row is reported and left as it was.
+#[tokio::test]
+async fn checked_writes_apply_only_where_the_row_is_as_expected() {
+    use tandem_core::sink::CheckedWrite;
+    let pg = shared_pg().await;
+    let db = database(
+        pg,
+        "sink_checked",
+        "CREATE TABLE c (id int PRIMARY KEY, name text, price numeric(10,2), note text,
+           at timestamptz, doc json);
+         INSERT INTO c SELECT g, 'abc', 1.50, NULL, '2026-01-01 00:00:00.000001+00', '{\"a\": 1}'
+           FROM generate_series(1, 8) g;",
+    )
+    .await;
+    let table = target(&db, "c").await;
+    let mut sink = sink(&db).await;
+    let c = client(&db).await;
+    let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::microseconds(1);
+    let key = |id: i64| vec![Value::Int(id)];
+    let whole = |id: i64| {
+        vec![
+            (0, Value::Int(id)),
+            (1, Value::Text("abc".into())),
+            (2, dec("1.5")),
+            (3, Value::Null),
+            (4, Value::TimestampTz(at)),
+            (5, Value::Json("{\"a\": 1}".into())),
+        ]
+    };
+    let writes = vec![
+        // 0: holds (1.5 is 1.50 by value), sets the name.
+        CheckedWrite::Update {
+            key: key(1),
+            expect: vec![(2, dec("1.500")), (3, Value::Null)],
+            columns: vec![(1, Value::Text("one".into()))],
+        },
+        // 1: differs by case only: not the same text.
+        CheckedWrite::Update {
+            key: key(2),
+            expect: vec![(1, Value::Text("ABC".into()))],
+            columns: vec![(1, Value::Text("two".into()))],
+        },
+        // 2: a whole before-image that holds: deleted.
+        CheckedWrite::Delete {
+            key: key(3),
+            expect: whole(3),
+        },
+        // 3: the timestamp is a microsecond off: kept.
+        CheckedWrite::Delete {
+            key: key(4),
+            expect: vec![(
+                4,
+                Value::TimestampTz(at - chrono::Duration::microseconds(1)),
+            )],
+        },
+        // 4: json spelled differently: kept (its text differs).
+        CheckedWrite::Delete {
+            key: key(5),
+            expect: vec![(5, Value::Json("{\"a\":1}".into()))],
+        },
+        // 5: an existing key: not inserted.
+        CheckedWrite::Insert {
+            values: vec![
+                Value::Int(6),
+                Value::Text("new".into()),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ],
+        },
+        // 6: a new key: inserted.
+        CheckedWrite::Insert {
+            values: vec![
+                Value::Int(20),
+                Value::Text("new".into()),
+                dec("2"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ],
+        },
+        // 7: a missing row: nothing to update.
+        CheckedWrite::Update {
+            key: key(99),
+            expect: vec![(1, Value::Text("abc".into()))],
+            columns: vec![(1, Value::Text("x".into()))],
+        },
+    ];
+    sink.begin().await.unwrap();
+    let unapplied = sink
+        .write_if_unchanged(&table, writes)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(unapplied, vec![1, 3, 4, 5, 7]);
+    sink.commit("p", &Position::PgLsn { lsn: Lsn(5) }, at)
+        .await
+        .unwrap();
+    let rows: Vec<(i32, String)> = c
+        .query("SELECT id, name FROM c ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected: Vec<(i32, String)> = [
+        (1, "one"),
+        (2, "abc"),
+        (4, "abc"),
+        (5, "abc"),
+        (6, "abc"),
+        (7, "abc"),
+        (8, "abc"),
+        (20, "new"),
+    ]
+    .iter()
+    .map(|(i, n)| (*i, n.to_string()))
+    .collect();
+    assert_eq!(rows, expected);
+}

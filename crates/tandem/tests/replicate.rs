@@ -87,6 +87,19 @@ async fn changes_flow_both_ways_without_echo_and_survive_a_restart() {
         metrics.contains("tandem_changes_applied_total"),
         "{metrics}"
     );
+    // Streamed rows were written with their conflict check inside the write, through
+    // both sinks.
+    let checked = |direction: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("tandem_apply_checked_rows_total{"))
+            .filter(|l| l.contains(&format!(r#"direction="{direction}""#)))
+            .filter(|l| l.contains(r#"outcome="applied""#))
+            .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_default()
+    };
+    assert!(checked("inventory->retail") >= 2.0, "{metrics}");
+    assert!(checked("retail->inventory") >= 1.0, "{metrics}");
 
     let status = daemon.terminate();
     assert!(status.success(), "tandem exited with {status}");

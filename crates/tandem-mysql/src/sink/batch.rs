@@ -168,6 +168,39 @@ pub(super) fn placeholders(n: usize) -> String {
     format!("({})", vec!["?"; n].join(", "))
 }
 
+/// `n` rows of parameters as a derived table with columns `aliases`:
+/// `SELECT ? AS a, ? AS b UNION ALL SELECT ?, ? …`.
+pub(super) fn derived_rows(aliases: &[String], n: usize) -> String {
+    let first: Vec<String> = aliases.iter().map(|a| format!("? AS {a}")).collect();
+    let rest = format!(
+        " UNION ALL SELECT {}",
+        placeholders(aliases.len()).trim_matches(['(', ')'])
+    );
+    format!(
+        "SELECT {}{}",
+        first.join(", "),
+        rest.repeat(n.saturating_sub(1))
+    )
+}
+
+/// A multi-row insert of `n` rows of every column of `t` that leaves an existing key alone
+/// (`k = k`): such a row, and a padding row, counts 0 affected rows.
+pub(super) fn insert_sql(t: &TargetTable, n: usize) -> String {
+    let cols: Vec<String> = t.columns.iter().map(|(n, _)| ident(n)).collect();
+    let update = t
+        .key_names()
+        .next()
+        .map(|k| format!("{0} = {0}", ident(k)))
+        .unwrap_or_default();
+    let row_ph = placeholders(cols.len());
+    format!(
+        "INSERT INTO {} ({}) VALUES {} ON DUPLICATE KEY UPDATE {update}",
+        table_ident(t),
+        cols.join(", "),
+        vec![row_ph.as_str(); n].join(", ")
+    )
+}
+
 /// `k IN (?, …)` or `(k1, k2) IN ((?, ?), …)` for `n` keys.
 pub(super) fn key_in(key_cols: &[String], n: usize) -> String {
     if let [k] = key_cols {

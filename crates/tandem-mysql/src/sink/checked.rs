@@ -1,0 +1,270 @@
+//! Writes with the conflict check inside them ([`Sink::write_if_unchanged`]).
+//!
+//! Under a savepoint, the batch's deletes, then its updates, then its inserts, each kind a
+//! multi-row statement per set of columns: deletes and updates join the target to the
+//! batch's rows on the key *and the expected values*, inserts leave an existing key alone
+//! (`k = k`). Every statement must affect exactly as many rows as it was given; if one
+//! does not, the savepoint is rolled back and every row is reported as not applied, so
+//! the applier reads and resolves the batch as before. A statement the server refuses for
+//! a reason other than a lost connection, a deadlock or a lock timeout is rolled back the
+//! same way: the ordinary path then writes the batch and reports the error as it always
+//! did (with the row that caused it).
+//!
+//! Comparisons are never looser than the resolver's `Value::same_as`, so a row the
+//! statement matches is a row the resolver would not have called a conflict: text, binary
+//! and JSON columns byte for byte (`BINARY`, no collation, trailing spaces count),
+//! decimals as decimals (a string parameter would otherwise be compared as a double),
+//! everything else with the column's own `<=>` (`NULL` matches `NULL`). A value that
+//! cannot be compared so (a type tandem does not map, a decimal beyond `DECIMAL(65,30)`)
+//! sends the batch down the reading path.
+//!
+//! Not for tables with a trigger or a foreign key to themselves (see
+//! `MySqlSink::groups_kinds`: the order of writes inside the batch could matter), nor for
+//! tables whose key collation refused the joined update: those are read first, as before.
+
+use std::collections::BTreeMap;
+
+use mysql_async::prelude::Queryable;
+use tandem_core::error::StageError;
+use tandem_core::sink::{CheckedWrite, TargetTable};
+use tandem_core::{ColumnType, Value};
+
+use super::batch::{
+    chunks, derived_rows, ident, insert_sql, pad, padded, size_of_values, table_ident, value_size,
+};
+use super::MySqlSink;
+use crate::connect::{classify, is_transient_code};
+use crate::types::to_mysql_value;
+
+const SAVEPOINT: &str = "tandem_checked";
+
+/// Columns set and expected, by index.
+type Shape = (Vec<usize>, Vec<usize>);
+
+/// One update or delete row: key, values to set (none for a delete), expected values.
+struct Row<'a> {
+    key: &'a [Value],
+    set: Vec<&'a Value>,
+    expect: Vec<&'a Value>,
+}
+
+impl Row<'_> {
+    fn size(&self) -> usize {
+        size_of_values(self.key)
+            + self
+                .set
+                .iter()
+                .chain(&self.expect)
+                .map(|v| value_size(v))
+                .sum::<usize>()
+    }
+}
+
+/// `t.<column>` compared with `param` exactly, or `None` for a type that cannot be.
+fn compare(column: &str, ty: &ColumnType, param: &str) -> Option<String> {
+    let c = format!("t.{}", ident(column));
+    Some(match ty {
+        ColumnType::Text { .. }
+        | ColumnType::Bytes { .. }
+        | ColumnType::Json
+        | ColumnType::Enum { .. } => format!("BINARY {c} <=> BINARY {param}"),
+        ColumnType::Decimal { .. } => format!("{c} <=> CAST({param} AS DECIMAL(65,30))"),
+        ColumnType::Bool
+        | ColumnType::Int { .. }
+        | ColumnType::Float32
+        | ColumnType::Float64
+        | ColumnType::Date { .. }
+        | ColumnType::Time { .. }
+        | ColumnType::Timestamp { .. }
+        | ColumnType::TimestampTz { .. }
+        | ColumnType::Uuid => format!("{c} <=> {param}"),
+        ColumnType::Unsupported { .. } => return None,
+    })
+}
+
+/// Whether `v` survives the comparison of [`compare`] unchanged.
+fn comparable(v: &Value) -> bool {
+    match v {
+        Value::Unsupported { .. } => false,
+        Value::Decimal(d) => {
+            let (digits, scale) = d.as_bigint_and_exponent();
+            let total = digits.magnitude().to_string().len() as i64;
+            scale <= 30 && total - scale <= 35
+        }
+        _ => true,
+    }
+}
+
+impl MySqlSink {
+    /// See the module documentation. Returns the writes not applied: none or all.
+    pub(super) async fn write_checked(
+        &mut self,
+        t: &TargetTable,
+        writes: &[CheckedWrite],
+    ) -> Result<Vec<usize>, StageError> {
+        let all: Vec<usize> = (0..writes.len()).collect();
+        if writes.is_empty() {
+            return Ok(all);
+        }
+        let checkable = writes.iter().all(|w| match w {
+            CheckedWrite::Insert { .. } => true,
+            CheckedWrite::Update { expect, .. } | CheckedWrite::Delete { expect, .. } => {
+                expect.iter().all(|(c, v)| {
+                    comparable(v)
+                        && t.columns
+                            .get(*c)
+                            .is_some_and(|(n, ty)| compare(n, ty, "?").is_some())
+                })
+            }
+        });
+        if !checkable
+            || self.per_row_updates.contains(&t.table.to_string())
+            || !self.groups_kinds(t).await?
+        {
+            return Ok(all);
+        }
+        self.conn
+            .query_drop(format!("SAVEPOINT {SAVEPOINT}"))
+            .await
+            .map_err(|e| {
+                classify(
+                    format!("Setting a savepoint before writing to {}", t.table),
+                    e,
+                )
+            })?;
+        let held = match self.checked_statements(t, writes).await {
+            Ok(held) => held,
+            Err(mysql_async::Error::Server(s)) if !is_transient_code(s.code) => false,
+            Err(e) => return Err(classify(format!("Writing to {}", t.table), e)),
+        };
+        if held {
+            return Ok(Vec::new());
+        }
+        self.conn
+            .query_drop(format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"))
+            .await
+            .map_err(|e| classify(format!("Rolling back a checked write to {}", t.table), e))?;
+        Ok(all)
+    }
+
+    /// Run the statements; `false` as soon as one affects fewer rows than it was given.
+    async fn checked_statements(
+        &mut self,
+        t: &TargetTable,
+        writes: &[CheckedWrite],
+    ) -> Result<bool, mysql_async::Error> {
+        let mut deletes: BTreeMap<Shape, Vec<Row<'_>>> = BTreeMap::new();
+        let mut updates: BTreeMap<Shape, Vec<Row<'_>>> = BTreeMap::new();
+        let mut inserts: Vec<&Vec<Value>> = Vec::new();
+        for w in writes {
+            match w {
+                CheckedWrite::Insert { values } => inserts.push(values),
+                CheckedWrite::Update {
+                    key,
+                    expect,
+                    columns,
+                } => {
+                    let shape = (
+                        columns.iter().map(|(c, _)| *c).collect(),
+                        expect.iter().map(|(c, _)| *c).collect(),
+                    );
+                    updates.entry(shape).or_default().push(Row {
+                        key,
+                        set: columns.iter().map(|(_, v)| v).collect(),
+                        expect: expect.iter().map(|(_, v)| v).collect(),
+                    });
+                }
+                CheckedWrite::Delete { key, expect } => {
+                    let shape = (Vec::new(), expect.iter().map(|(c, _)| *c).collect());
+                    deletes.entry(shape).or_default().push(Row {
+                        key,
+                        set: Vec::new(),
+                        expect: expect.iter().map(|(_, v)| v).collect(),
+                    });
+                }
+            }
+        }
+        for (shape, rows) in deletes.iter().chain(&updates) {
+            if !self.joined(t, shape, rows).await? {
+                return Ok(false);
+            }
+        }
+        let width = t.columns.len();
+        for (_, chunk) in chunks(&inserts, width, self.packet_budget, |r| size_of_values(r)) {
+            let n = padded(chunk.len());
+            let params = pad(chunk, n)
+                .flat_map(|r| r.iter().map(to_mysql_value))
+                .collect();
+            self.exec(&insert_sql(t, n), params).await?;
+            if self.conn.affected_rows() != chunk.len() as u64 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// One shape's deletes (nothing to set) or updates, joined to their rows on key and
+    /// expected values.
+    async fn joined(
+        &mut self,
+        t: &TargetTable,
+        (set, expect): &Shape,
+        rows: &[Row<'_>],
+    ) -> Result<bool, mysql_async::Error> {
+        let name = |i: usize| {
+            t.columns
+                .get(i)
+                .map(|(n, _)| n.as_str())
+                .unwrap_or_default()
+        };
+        let key_cols: Vec<&str> = t.key_names().collect();
+        let mut aliases: Vec<String> = (0..key_cols.len()).map(|i| format!("k{i}")).collect();
+        aliases.extend((0..set.len()).map(|i| format!("c{i}")));
+        aliases.extend((0..expect.len()).map(|i| format!("e{i}")));
+        let mut on: Vec<String> = key_cols
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("t.{} = v.k{i}", ident(k)))
+            .collect();
+        for (i, &c) in expect.iter().enumerate() {
+            let Some((n, ty)) = t.columns.get(c) else {
+                return Ok(false);
+            };
+            let Some(cmp) = compare(n, ty, &format!("v.e{i}")) else {
+                return Ok(false);
+            };
+            on.push(cmp);
+        }
+        let assign: Vec<String> = set
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| format!("t.{} = v.c{i}", ident(name(c))))
+            .collect();
+        let width = aliases.len();
+        for (_, chunk) in chunks(rows, width, self.packet_budget, Row::size) {
+            let n = padded(chunk.len());
+            let mut params = Vec::with_capacity(n * width);
+            for r in pad(chunk, n) {
+                params.extend(r.key.iter().map(to_mysql_value));
+                params.extend(r.set.iter().map(|v| to_mysql_value(v)));
+                params.extend(r.expect.iter().map(|v| to_mysql_value(v)));
+            }
+            let joined = format!(
+                "{} t JOIN ({}) v ON {}",
+                table_ident(t),
+                derived_rows(&aliases, n),
+                on.join(" AND ")
+            );
+            let sql = if set.is_empty() {
+                format!("DELETE t FROM {joined}")
+            } else {
+                format!("UPDATE {joined} SET {}", assign.join(", "))
+            };
+            self.exec(&sql, params).await?;
+            if self.conn.affected_rows() != chunk.len() as u64 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}

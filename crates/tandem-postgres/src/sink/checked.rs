@@ -1,0 +1,263 @@
+//! Writes with the conflict check inside them ([`Sink::write_if_unchanged`]).
+//!
+//! The batch's deletes, then its updates, then its inserts, each kind one statement per set
+//! of columns, with the rows as `unnest` arrays numbered by `WITH ORDINALITY`. Deletes and
+//! updates match the target on the key *and the expected values*, inserts skip an existing
+//! key (`ON CONFLICT (key) DO NOTHING`); each statement answers with the numbers of the
+//! rows it did not apply (usually none), which are left as they were and reported back:
+//! the applier reads and resolves just those. No savepoint is needed (a subtransaction per
+//! batch would overflow a backend's subtransaction cache in a large target transaction).
+//!
+//! Comparisons are never looser than the resolver's `Value::same_as`, so a row the
+//! statement matches is a row the resolver would not have called a conflict: the column's
+//! own equality (`IS NOT DISTINCT FROM`, `NULL` matches `NULL`) for integers, numeric
+//! (by value, as `same_as`), booleans, text and varchar, bytea, dates and times, uuid and
+//! enums; `real` through `float8` so no rounding to single precision can make two values
+//! equal; `json`/`jsonb` by their text (`json` has no equality, `jsonb`'s equates numbers
+//! `same_as` tells apart). A batch expecting a value of any other column type (`char(n)`,
+//! whose equality ignores trailing spaces; arrays; ranges; …) is not checked this way.
+
+use std::collections::BTreeMap;
+
+use tandem_core::error::StageError;
+use tandem_core::sink::{CheckedWrite, TargetTable};
+use tandem_core::{ColumnType, Value};
+
+use super::statements::{column_list, columnar, encode_all, key_match, on_conflict_do_nothing};
+use super::{classify, ColumnMeta, PgSink};
+use crate::ddl::{qualified, quote_ident};
+use crate::types::oid;
+
+/// Columns set and expected, by index.
+type Shape = (Vec<usize>, Vec<usize>);
+
+/// `d.<column>` compared with `param` (text) exactly, or `None` where that is not known.
+fn compare(name: &str, ty: &ColumnType, m: &ColumnMeta, param: &str) -> Option<String> {
+    let c = format!("d.{}", quote_ident(name));
+    Some(match m.type_oid {
+        oid::INT2
+        | oid::INT4
+        | oid::INT8
+        | oid::NUMERIC
+        | oid::FLOAT8
+        | oid::BOOL
+        | oid::TEXT
+        | oid::VARCHAR
+        | oid::BYTEA
+        | oid::DATE
+        | oid::TIME
+        | oid::TIMESTAMP
+        | oid::TIMESTAMPTZ
+        | oid::UUID => format!("{c} IS NOT DISTINCT FROM {param}::{}", m.cast),
+        oid::FLOAT4 => format!("{c}::float8 IS NOT DISTINCT FROM {param}::float8"),
+        oid::JSON | oid::JSONB => format!("{c}::text IS NOT DISTINCT FROM {param}"),
+        _ if matches!(ty, ColumnType::Enum { .. }) => {
+            format!("{c} IS NOT DISTINCT FROM {param}::{}", m.cast)
+        }
+        _ => return None,
+    })
+}
+
+/// `unnest` of `width` text arrays as `v(p0, …, ord)`.
+fn numbered(width: usize) -> String {
+    let arrays: Vec<String> = (1..=width).map(|i| format!("${i}::text[]")).collect();
+    let names: Vec<String> = (0..width).map(|i| format!("p{i}")).collect();
+    format!(
+        "unnest({}) WITH ORDINALITY AS v({}, ord)",
+        arrays.join(", "),
+        names.join(", ")
+    )
+}
+
+impl PgSink {
+    /// See the module documentation. Returns the writes not applied.
+    pub(super) async fn write_checked(
+        &mut self,
+        target: &TargetTable,
+        writes: &[CheckedWrite],
+    ) -> Result<Vec<usize>, StageError> {
+        let all: Vec<usize> = (0..writes.len()).collect();
+        let cols = match self.columns(target).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.forget(&target.table);
+                return Err(e);
+            }
+        };
+        let checkable = writes.iter().all(|w| match w {
+            CheckedWrite::Insert { .. } => true,
+            CheckedWrite::Update { expect, .. } | CheckedWrite::Delete { expect, .. } => {
+                expect.iter().all(|(c, v)| {
+                    !matches!(v, Value::Unsupported { .. })
+                        && matches!(
+                            (target.columns.get(*c), cols.get(*c)),
+                            (Some((n, ty)), Some((_, m))) if compare(n, ty, m, "$1").is_some()
+                        )
+                })
+            }
+        });
+        if !checkable {
+            return Ok(all);
+        }
+        // Write indexes and rows (key, set, expected as text) per shape and kind.
+        type Rows = Vec<(usize, Vec<Option<String>>)>;
+        let mut deletes: BTreeMap<Shape, Rows> = BTreeMap::new();
+        let mut updates: BTreeMap<Shape, Rows> = BTreeMap::new();
+        let mut inserts: Rows = Vec::new();
+        for (i, w) in writes.iter().enumerate() {
+            match w {
+                CheckedWrite::Insert { values } => inserts.push((i, encode_all(values))),
+                CheckedWrite::Update {
+                    key,
+                    expect,
+                    columns,
+                } => {
+                    let shape = (
+                        columns.iter().map(|(c, _)| *c).collect(),
+                        expect.iter().map(|(c, _)| *c).collect(),
+                    );
+                    let mut row = encode_all(key);
+                    row.extend(encode_all(columns.iter().map(|(_, v)| v)));
+                    row.extend(encode_all(expect.iter().map(|(_, v)| v)));
+                    updates.entry(shape).or_default().push((i, row));
+                }
+                CheckedWrite::Delete { key, expect } => {
+                    let shape = (Vec::new(), expect.iter().map(|(c, _)| *c).collect());
+                    let mut row = encode_all(key);
+                    row.extend(encode_all(expect.iter().map(|(_, v)| v)));
+                    deletes.entry(shape).or_default().push((i, row));
+                }
+            }
+        }
+        let t = &target.table;
+        let table = qualified(&t.schema, &t.name);
+        let key = &target.key;
+        let mut unapplied = Vec::new();
+        for ((set, expect), rows) in deletes.iter().chain(&updates) {
+            let width = key.len() + set.len() + expect.len();
+            let mut cond = vec![key_match(&cols, key)];
+            for (j, &c) in expect.iter().enumerate() {
+                let (Some((n, ty)), Some((_, m))) = (target.columns.get(c), cols.get(c)) else {
+                    return Ok(all);
+                };
+                let param = format!("v.p{}", key.len() + set.len() + j);
+                cond.extend(compare(n, ty, m, &param));
+            }
+            let sql = if set.is_empty() {
+                format!(
+                    "WITH v AS (SELECT * FROM {}), \
+                     done AS (DELETE FROM {table} AS d USING v WHERE {} RETURNING v.ord) \
+                     SELECT ord FROM v WHERE ord NOT IN (SELECT ord FROM done)",
+                    numbered(width),
+                    cond.join(" AND ")
+                )
+            } else {
+                let assign: Vec<String> = set
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, &c)| {
+                        let (name, m) = cols.get(c)?;
+                        Some(format!(
+                            "{} = v.p{}::{}",
+                            quote_ident(name),
+                            key.len() + j,
+                            m.cast
+                        ))
+                    })
+                    .collect();
+                format!(
+                    "WITH v AS (SELECT * FROM {}), \
+                     done AS (UPDATE {table} AS d SET {} FROM v WHERE {} RETURNING v.ord) \
+                     SELECT ord FROM v WHERE ord NOT IN (SELECT ord FROM done)",
+                    numbered(width),
+                    assign.join(", "),
+                    cond.join(" AND ")
+                )
+            };
+            self.unapplied(target, sql, rows, width, &mut unapplied)
+                .await?;
+        }
+        if !inserts.is_empty() {
+            let select: Vec<String> = cols
+                .iter()
+                .enumerate()
+                .map(|(i, (_, m))| format!("v.p{i}::{}", m.cast))
+                .collect();
+            let returned: Vec<String> = key
+                .iter()
+                .filter_map(|&k| cols.get(k))
+                .map(|(n, _)| format!("d.{}", quote_ident(n)))
+                .collect();
+            let sql = format!(
+                "WITH v AS (SELECT * FROM {}), \
+                 done AS (INSERT INTO {table} AS d ({}) SELECT {} FROM v {} RETURNING {}) \
+                 SELECT ord FROM v WHERE NOT EXISTS (SELECT 1 FROM done AS d WHERE {})",
+                numbered(cols.len()),
+                column_list(&cols),
+                select.join(", "),
+                on_conflict_do_nothing(target, &cols),
+                returned.join(", "),
+                key_match_at(&cols, key)
+            );
+            self.unapplied(target, sql, &inserts, cols.len(), &mut unapplied)
+                .await?;
+        }
+        unapplied.sort_unstable();
+        Ok(unapplied)
+    }
+
+    /// Run one checked statement over `rows`; add the write indexes of the rows it did
+    /// not apply to `out`.
+    async fn unapplied(
+        &mut self,
+        target: &TargetTable,
+        sql: String,
+        rows: &[(usize, Vec<Option<String>>)],
+        width: usize,
+        out: &mut Vec<usize>,
+    ) -> Result<(), StageError> {
+        let t = &target.table;
+        let cells: Vec<Vec<Option<String>>> = rows.iter().map(|(_, r)| r.clone()).collect();
+        let arrays = columnar(&cells, width);
+        let result = async {
+            let stmt = self.prepare(t, sql).await?;
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = arrays
+                .iter()
+                .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            self.client
+                .query(&stmt, &params)
+                .await
+                .map_err(|e| classify(format!("Writing to {t} failed"), e))
+        }
+        .await;
+        let answer = match result {
+            Ok(a) => a,
+            Err(e) => {
+                self.forget(t);
+                return Err(e);
+            }
+        };
+        for row in answer {
+            let ord: i64 = row
+                .try_get(0)
+                .map_err(|e| classify(format!("Writing to {t} failed"), e))?;
+            let at = usize::try_from(ord).ok().and_then(|o| o.checked_sub(1));
+            if let Some((i, _)) = at.and_then(|o| rows.get(o)) {
+                out.push(*i);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key of `v`'s row (columns `p<k>` at the key's column positions) equal to `d`'s.
+fn key_match_at(cols: &[(String, ColumnMeta)], key: &[usize]) -> String {
+    key.iter()
+        .filter_map(|&k| {
+            let (name, m) = cols.get(k)?;
+            Some(format!("d.{} = v.p{k}::{}", quote_ident(name), m.cast))
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
