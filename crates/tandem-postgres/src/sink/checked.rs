@@ -191,13 +191,13 @@ impl PgSink {
             let sql = format!(
                 "WITH v AS (SELECT * FROM {}), \
                  done AS (INSERT INTO {table} AS d ({}) SELECT {} FROM v {} RETURNING {}) \
-                 SELECT ord FROM v WHERE NOT EXISTS (SELECT 1 FROM done AS d WHERE {})",
+                 SELECT ord FROM v WHERE ({}) NOT IN (SELECT * FROM done)",
                 numbered(cols.len()),
                 column_list(&cols),
                 select.join(", "),
                 on_conflict_do_nothing(target, &cols),
                 returned.join(", "),
-                key_match_at(&cols, key)
+                key_at(&cols, key)
             );
             self.unapplied(target, sql, &inserts, cols.len(), &mut unapplied)
                 .await?;
@@ -251,13 +251,16 @@ impl PgSink {
     }
 }
 
-/// The key of `v`'s row (columns `p<k>` at the key's column positions) equal to `d`'s.
-fn key_match_at(cols: &[(String, ColumnMeta)], key: &[usize]) -> String {
+/// The key of `v`'s row (columns `p<k>` at the key's column positions), cast to the key's
+/// types. Compared with `NOT IN`, which PostgreSQL answers with a hashed subplan: the
+/// session has hash joins off (see the sink's module documentation), and an anti-join
+/// against the statement's own `RETURNING` rows would be a nested loop over both.
+fn key_at(cols: &[(String, ColumnMeta)], key: &[usize]) -> String {
     key.iter()
         .filter_map(|&k| {
-            let (name, m) = cols.get(k)?;
-            Some(format!("d.{} = v.p{k}::{}", quote_ident(name), m.cast))
+            let (_, m) = cols.get(k)?;
+            Some(format!("v.p{k}::{}", m.cast))
         })
         .collect::<Vec<_>>()
-        .join(" AND ")
+        .join(", ")
 }
