@@ -1321,6 +1321,14 @@ fn checked_plan(
                         (Some(_), _) => expect.push(c),
                     }
                 }
+                // Whether a `last_writer_wins` column conflicts also depends on whether
+                // the row's timestamp does (rule 2 of `resolve`).
+                if let Some(i) = resolver.lww {
+                    if single && !expect.contains(&i) && b.get(i).is_some_and(Option::is_some) {
+                        expect.push(i);
+                        expect.sort_unstable();
+                    }
+                }
                 (Some(fill(b)), expect)
             }
             TargetChange::Update { before: None, .. } => return None,

@@ -8,7 +8,11 @@
 //! 1. Only columns the change altered (`a ≠ b`) are written; concurrent edits of different
 //!    columns both survive. A column conflicts when `t ≠ b` on it.
 //! 2. `last_writer_wins` compares the row's timestamp column (`a` vs `t`); ties go to the
-//!    endpoint listed first. The timestamp column follows the same rule.
+//!    endpoint listed first. The timestamp column follows the same rule. When the timestamp
+//!    itself conflicts (`t ≠ b` on it), the columns under this rule are judged together by
+//!    it, including those the change left as they were: the after-image is the source's
+//!    whole state at its timestamp, and taking only the altered columns lets the sides end
+//!    with one timestamp and different values.
 //! 3. `prefer:X`: X's value wins whenever the sides disagree; a change from the other side
 //!    to X's column is not applied on X.
 //! 4. `delta`: the target gets `t + (a − b)`; a missing before-image counts as 0, so two
@@ -264,6 +268,16 @@ impl Resolver<'_> {
         let (mut took_incoming, mut kept, mut parked) = (false, false, false);
         let mut write_back = Vec::new();
         let is_insert = before.is_none() && kind == ConflictKind::InsertExists;
+        // Rule 2: does the row's timestamp itself conflict?
+        let stamp_conflicts = self.lww.is_some_and(|i| {
+            match (
+                before.and_then(|b| b.get(i)).and_then(Option::as_ref),
+                t.get(i),
+            ) {
+                (Some(b), Some(tc)) => !tc.same_as(b),
+                _ => false,
+            }
+        });
         for (c, a) in after.iter().enumerate() {
             if self.key.contains(&c) {
                 continue;
@@ -271,18 +285,20 @@ impl Resolver<'_> {
             let Some(a) = a else { continue }; // unchanged TOAST: leave alone
             let Some(tc) = t.get(c) else { continue };
             let b: Option<&Value> = before.and_then(|b| b.get(c)).and_then(Option::as_ref);
-            // Rule 1: only columns the change altered. Without a before-image every
-            // column counts as changed.
-            if let Some(b) = b {
-                if a.same_as(b) {
-                    continue;
-                }
-            }
             // Rows come from the mapper, one value per column; a shorter strategy list
             // would be a bug, and the column is then left alone rather than panicking.
             let Some(strategy) = self.strategies.get(c) else {
                 continue;
             };
+            // Judged with the row's timestamp (rule 2), altered or not.
+            let with_stamp = stamp_conflicts && matches!(strategy, Strategy::LastWriterWins { .. });
+            // Rule 1: only columns the change altered. Without a before-image every
+            // column counts as changed.
+            if let Some(b) = b {
+                if a.same_as(b) && !with_stamp {
+                    continue;
+                }
+            }
             let delta = matches!(strategy, Strategy::Delta);
             // The target already holds the incoming value (the other side converged on it,
             // or a DBA resolved a conflict by writing it): nothing to write, no conflict.
@@ -295,7 +311,7 @@ impl Resolver<'_> {
             if b.is_none() && a.same_as(tc) && !(delta && is_insert) {
                 continue;
             }
-            let conflicting = b.is_none_or(|b| !tc.same_as(b));
+            let conflicting = b.is_none_or(|b| !tc.same_as(b)) || with_stamp;
             if let Strategy::Max | Strategy::Min = strategy {
                 // A max/min column is a register that only moves one way: every side
                 // keeps the extreme of what it holds and what arrives, and sends a kept
@@ -496,6 +512,62 @@ mod tests {
             vec![(3, Value::Text("b".into())), (4, Value::Int(2))]
         );
         assert!(r.conflict.is_none());
+    }
+
+    #[test]
+    fn last_writer_columns_go_with_their_timestamp_so_the_sides_converge() {
+        // Both sides held (a, 1). T wrote (t, 2); S wrote (s, 3), then (s, 4) — the name
+        // left as it was. Either order of arrival must leave both sides with (s, 4).
+        let s = strategies();
+        let name_ts = |name: &str, ts: i64| row(10, 5, name, ts, 3, "");
+        let update = |b: Vec<Value>, a: Vec<Value>| TargetChange::Update {
+            before: Some(some(b)),
+            after: some(a),
+        };
+        let apply = |row: &[Value], r: &Resolution| {
+            let mut row = row.to_vec();
+            for (c, v) in sets(r) {
+                row[c] = v;
+            }
+            row
+        };
+        // At T, holding (t, 2): S's first change is newer, its second too.
+        let r = resolver(&s, "retail");
+        let t1 = apply(
+            &name_ts("t", 2),
+            &r.resolve(
+                &update(name_ts("a", 1), name_ts("s", 3)),
+                Some(&name_ts("t", 2)),
+            ),
+        );
+        let t2 = apply(
+            &t1,
+            &r.resolve(&update(name_ts("s", 3), name_ts("s", 4)), Some(&t1)),
+        );
+        assert_eq!(t2, name_ts("s", 4));
+        // At T, S's second change alone (its first was merged away meanwhile): the name
+        // S did not touch still comes with S's newer timestamp.
+        let only = apply(
+            &name_ts("t", 2),
+            &r.resolve(
+                &update(name_ts("s", 3), name_ts("s", 4)),
+                Some(&name_ts("t", 2)),
+            ),
+        );
+        assert_eq!(only, name_ts("s", 4));
+        // At S, holding (s, 4): T's change is older and changes nothing.
+        let at_s = r.resolve(
+            &update(name_ts("a", 1), name_ts("t", 2)),
+            Some(&name_ts("s", 4)),
+        );
+        assert_eq!(sets(&at_s), vec![]);
+        // A timestamp the target still holds as before: columns go one by one (rule 1).
+        let plain = r.resolve(
+            &update(name_ts("a", 1), name_ts("a", 2)),
+            Some(&name_ts("a", 1)),
+        );
+        assert_eq!(sets(&plain), vec![(4, Value::Int(2))]);
+        assert!(plain.conflict.is_none());
     }
 
     #[test]
