@@ -1274,9 +1274,9 @@ struct CheckedPlan {
 /// `resolve`: only those are compared), for a delete every column of its before-image
 /// (a full one; the delete is checked against all of them), for several changes of one
 /// key every column. The write then expects those values, and the sink applies it only
-/// where they hold; anything else (a conflict, a value sent back, an update that writes
-/// nothing, an insert deleted again in the same batch, a before-image with a column
-/// missing) is left to the read.
+/// where they hold. A key whose changes leave the row as it was (inserted and deleted
+/// again, or no mapped column changed) gets a check that writes nothing. Anything else (a
+/// conflict, a value sent back, a before-image with a column missing) is left to the read.
 fn checked_plan(
     resolver: &Resolver<'_>,
     target: &TargetTable,
@@ -1361,7 +1361,7 @@ fn checked_plan(
                 .collect()
         };
         let write = match (&assumed, row) {
-            (None, None) => return None,
+            (None, None) => CheckedWrite::Check { key, expect: None },
             (None, Some(values)) => CheckedWrite::Insert { values },
             (Some(o), None) => CheckedWrite::Delete {
                 key,
@@ -1381,12 +1381,16 @@ fn checked_plan(
                         .collect()
                 };
                 if columns.is_empty() {
-                    return None;
-                }
-                CheckedWrite::Update {
-                    key,
-                    expect: expected(o)?,
-                    columns,
+                    CheckedWrite::Check {
+                        key,
+                        expect: Some(expected(o)?),
+                    }
+                } else {
+                    CheckedWrite::Update {
+                        key,
+                        expect: expected(o)?,
+                        columns,
+                    }
                 }
             }
         };
@@ -1577,6 +1581,14 @@ mod tests {
                 (CheckedWrite::Delete { expect, .. }, Some(row)) if exact(row, expect) => {
                     Some(None)
                 }
+                (CheckedWrite::Check { expect: None, .. }, None) => Some(None),
+                (
+                    CheckedWrite::Check {
+                        expect: Some(expect),
+                        ..
+                    },
+                    Some(row),
+                ) if exact(row, expect) => Some(Some(row.clone())),
                 _ => None,
             }
         }
@@ -1677,13 +1689,21 @@ mod tests {
                     },
                 ]
             );
-            // An update that changes no mapped column depends on whether the row exists.
+            // An update that changes no mapped column depends on whether the row exists:
+            // a check that writes nothing.
             let noop = vec![TargetChange::Update {
                 before: Some(row(2, 5)),
                 after: row(2, 5),
             }];
-            assert!(checked_plan(&resolver, &t, &noop, &[0], &keys[1..2]).is_none());
-            // So does an insert deleted again in the same batch.
+            let plan = checked_plan(&resolver, &t, &noop, &[0], &keys[1..2]).expect("plannable");
+            assert_eq!(
+                plan.writes,
+                vec![CheckedWrite::Check {
+                    key: vec![Value::Int(2)],
+                    expect: Some(vec![])
+                }]
+            );
+            // So does an insert deleted again in the same batch: it expects no row.
             let gone = vec![
                 TargetChange::Insert { after: row(1, 5) },
                 TargetChange::Delete {
@@ -1691,7 +1711,14 @@ mod tests {
                     full: true,
                 },
             ];
-            assert!(checked_plan(&resolver, &t, &gone, &[0, 0], &keys[..1]).is_none());
+            let plan = checked_plan(&resolver, &t, &gone, &[0, 0], &keys[..1]).expect("plannable");
+            assert_eq!(
+                plan.writes,
+                vec![CheckedWrite::Check {
+                    key: vec![Value::Int(1)],
+                    expect: None
+                }]
+            );
             // Without a before-image every column counts as a conflict.
             let blind = vec![TargetChange::Update {
                 before: None,

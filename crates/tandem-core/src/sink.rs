@@ -55,6 +55,13 @@ pub enum CheckedWrite {
         key: Vec<Value>,
         expect: Vec<(usize, Value)>,
     },
+    /// Write nothing; applied if the row is absent (`None`), or exists and holds `expect`:
+    /// a key whose changes leave it as it was (inserted and deleted again) or change no
+    /// column the mapping writes.
+    Check {
+        key: Vec<Value>,
+        expect: Option<Vec<(usize, Value)>>,
+    },
 }
 
 /// The rows of a [`Sink::write_if_unchanged`] call that were not applied (indexes into
@@ -170,7 +177,7 @@ pub trait Sink: Send {
     async fn write(&mut self, table: &TargetTable, writes: &[RowWrite]) -> Result<(), StageError>;
 
     /// Apply `writes` (distinct keys, one write each) only where the target row is as
-    /// each expects, in one go: deletes, then updates, then inserts. Returns the rows not
+    /// each expects, in one go: checks, deletes, then updates, then inserts. Returns the rows not
     /// applied; the target is left as it was for those, and the others are applied. A
     /// sink may apply none when one row differs (MariaDB rolls back to a savepoint), and
     /// one that cannot check a table's writes this way applies none (the default). The

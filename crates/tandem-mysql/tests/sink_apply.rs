@@ -1176,6 +1176,14 @@ async fn checked_writes_apply_whole_or_not_at_all() {
             ],
         },
         new_row(10),
+        CheckedWrite::Check {
+            key: key(3),
+            expect: Some(vec![(1, Value::Text("abc".into()))]),
+        },
+        CheckedWrite::Check {
+            key: key(50),
+            expect: None,
+        },
     ];
     s.begin().await.expect("begin");
     let unapplied = s
@@ -1187,7 +1195,8 @@ async fn checked_writes_apply_whole_or_not_at_all() {
         .expect("answer");
     assert_eq!(unapplied, Vec::<usize>::new());
     // Each of these has one row that differs: equal to the collation but not byte for
-    // byte; a microsecond off; an existing key; a missing row.
+    // byte; a microsecond off; an existing key; a missing row; a row expected absent; a
+    // row expected but absent.
     let differing = [
         CheckedWrite::Update {
             key: key(3),
@@ -1203,6 +1212,14 @@ async fn checked_writes_apply_whole_or_not_at_all() {
             key: key(99),
             expect: vec![(1, Value::Text("abc".into()))],
             columns: vec![(1, Value::Text("x".into()))],
+        },
+        CheckedWrite::Check {
+            key: key(3),
+            expect: None,
+        },
+        CheckedWrite::Check {
+            key: key(51),
+            expect: Some(vec![]),
         },
     ];
     for bad in differing {

@@ -696,6 +696,24 @@ async fn checked_writes_apply_only_where_the_row_is_as_expected() {
             expect: vec![(1, Value::Text("abc".into()))],
             columns: vec![(1, Value::Text("x".into()))],
         },
+        // 8–11: checks that write nothing: a row expected absent but there, one absent,
+        // one there as expected, one expected but absent.
+        CheckedWrite::Check {
+            key: key(7),
+            expect: None,
+        },
+        CheckedWrite::Check {
+            key: key(50),
+            expect: None,
+        },
+        CheckedWrite::Check {
+            key: key(8),
+            expect: Some(vec![(1, Value::Text("abc".into()))]),
+        },
+        CheckedWrite::Check {
+            key: key(60),
+            expect: Some(vec![]),
+        },
     ];
     sink.begin().await.unwrap();
     let unapplied = sink
@@ -705,7 +723,7 @@ async fn checked_writes_apply_only_where_the_row_is_as_expected() {
         .wait()
         .await
         .unwrap();
-    assert_eq!(unapplied, vec![1, 3, 4, 5, 7]);
+    assert_eq!(unapplied, vec![1, 3, 4, 5, 7, 8, 11]);
     sink.commit("p", &Position::PgLsn { lsn: Lsn(5) }, at)
         .await
         .unwrap();

@@ -107,15 +107,18 @@ impl MySqlSink {
             return Ok(all);
         }
         let checkable = writes.iter().all(|w| match w {
-            CheckedWrite::Insert { .. } => true,
-            CheckedWrite::Update { expect, .. } | CheckedWrite::Delete { expect, .. } => {
-                expect.iter().all(|(c, v)| {
-                    comparable(v)
-                        && t.columns
-                            .get(*c)
-                            .is_some_and(|(n, ty)| compare(n, ty, "?").is_some())
-                })
-            }
+            CheckedWrite::Insert { .. } | CheckedWrite::Check { expect: None, .. } => true,
+            CheckedWrite::Update { expect, .. }
+            | CheckedWrite::Delete { expect, .. }
+            | CheckedWrite::Check {
+                expect: Some(expect),
+                ..
+            } => expect.iter().all(|(c, v)| {
+                comparable(v)
+                    && t.columns
+                        .get(*c)
+                        .is_some_and(|(n, ty)| compare(n, ty, "?").is_some())
+            }),
         });
         if !checkable
             || self.per_row_updates.contains(&t.table.to_string())
@@ -153,6 +156,8 @@ impl MySqlSink {
         t: &TargetTable,
         writes: &[CheckedWrite],
     ) -> Result<bool, mysql_async::Error> {
+        let mut absent: Vec<Row<'_>> = Vec::new();
+        let mut present: BTreeMap<Shape, Vec<Row<'_>>> = BTreeMap::new();
         let mut deletes: BTreeMap<Shape, Vec<Row<'_>>> = BTreeMap::new();
         let mut updates: BTreeMap<Shape, Vec<Row<'_>>> = BTreeMap::new();
         let mut inserts: Vec<&Vec<Value>> = Vec::new();
@@ -174,14 +179,40 @@ impl MySqlSink {
                         expect: expect.iter().map(|(_, v)| v).collect(),
                     });
                 }
-                CheckedWrite::Delete { key, expect } => {
+                CheckedWrite::Delete { key, expect }
+                | CheckedWrite::Check {
+                    key,
+                    expect: Some(expect),
+                } => {
                     let shape = (Vec::new(), expect.iter().map(|(c, _)| *c).collect());
-                    deletes.entry(shape).or_default().push(Row {
+                    let row = Row {
                         key,
                         set: Vec::new(),
                         expect: expect.iter().map(|(_, v)| v).collect(),
-                    });
+                    };
+                    let kind = if matches!(w, CheckedWrite::Delete { .. }) {
+                        &mut deletes
+                    } else {
+                        &mut present
+                    };
+                    kind.entry(shape).or_default().push(row);
                 }
+                CheckedWrite::Check { key, expect: None } => absent.push(Row {
+                    key,
+                    set: Vec::new(),
+                    expect: Vec::new(),
+                }),
+            }
+        }
+        if !self
+            .count_held(t, &(Vec::new(), Vec::new()), &absent, false)
+            .await?
+        {
+            return Ok(false);
+        }
+        for (shape, rows) in &present {
+            if !self.count_held(t, shape, rows, true).await? {
+                return Ok(false);
             }
         }
         for (shape, rows) in deletes.iter().chain(&updates) {
@@ -203,38 +234,63 @@ impl MySqlSink {
         Ok(true)
     }
 
+    /// Whether every row (`present`) or none (`!present`) of `rows` is in the table as
+    /// it expects, read with a lock as the ordinary path reads (the latest committed row).
+    async fn count_held(
+        &mut self,
+        t: &TargetTable,
+        shape: &Shape,
+        rows: &[Row<'_>],
+        present: bool,
+    ) -> Result<bool, mysql_async::Error> {
+        let Some((aliases, on)) = join_on(t, shape) else {
+            return Ok(false);
+        };
+        let key: Vec<String> = t.key_names().map(|k| format!("t.{}", ident(k))).collect();
+        let width = aliases.len();
+        for (_, chunk) in chunks(rows, width, self.packet_budget, Row::size) {
+            let n = padded(chunk.len());
+            let mut params = Vec::with_capacity(n * width);
+            for r in pad(chunk, n) {
+                params.extend(r.key.iter().map(to_mysql_value));
+                params.extend(r.expect.iter().map(|v| to_mysql_value(v)));
+            }
+            // Padding repeats the last row: count distinct keys.
+            let sql = format!(
+                "SELECT COUNT(DISTINCT {}) FROM {} t JOIN ({}) v ON {} FOR UPDATE",
+                key.join(", "),
+                table_ident(t),
+                derived_rows(&aliases, n),
+                on.join(" AND ")
+            );
+            let params = mysql_async::Params::Positional(params);
+            let found: Option<u64> = self.conn.exec_first(sql, params).await?;
+            let want = if present { chunk.len() as u64 } else { 0 };
+            if found.unwrap_or_default() != want {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// One shape's deletes (nothing to set) or updates, joined to their rows on key and
     /// expected values.
     async fn joined(
         &mut self,
         t: &TargetTable,
-        (set, expect): &Shape,
+        shape: &Shape,
         rows: &[Row<'_>],
     ) -> Result<bool, mysql_async::Error> {
+        let (set, _) = shape;
         let name = |i: usize| {
             t.columns
                 .get(i)
                 .map(|(n, _)| n.as_str())
                 .unwrap_or_default()
         };
-        let key_cols: Vec<&str> = t.key_names().collect();
-        let mut aliases: Vec<String> = (0..key_cols.len()).map(|i| format!("k{i}")).collect();
-        aliases.extend((0..set.len()).map(|i| format!("c{i}")));
-        aliases.extend((0..expect.len()).map(|i| format!("e{i}")));
-        let mut on: Vec<String> = key_cols
-            .iter()
-            .enumerate()
-            .map(|(i, k)| format!("t.{} = v.k{i}", ident(k)))
-            .collect();
-        for (i, &c) in expect.iter().enumerate() {
-            let Some((n, ty)) = t.columns.get(c) else {
-                return Ok(false);
-            };
-            let Some(cmp) = compare(n, ty, &format!("v.e{i}")) else {
-                return Ok(false);
-            };
-            on.push(cmp);
-        }
+        let Some((aliases, on)) = join_on(t, shape) else {
+            return Ok(false);
+        };
         let assign: Vec<String> = set
             .iter()
             .enumerate()
@@ -267,4 +323,23 @@ impl MySqlSink {
         }
         Ok(true)
     }
+}
+
+/// The derived table's column names (`k…` key, `c…` values to set, `e…` expected) and the
+/// join condition of a shape: key equal and every expected value held exactly.
+fn join_on(t: &TargetTable, (set, expect): &Shape) -> Option<(Vec<String>, Vec<String>)> {
+    let key_cols: Vec<&str> = t.key_names().collect();
+    let mut aliases: Vec<String> = (0..key_cols.len()).map(|i| format!("k{i}")).collect();
+    aliases.extend((0..set.len()).map(|i| format!("c{i}")));
+    aliases.extend((0..expect.len()).map(|i| format!("e{i}")));
+    let mut on: Vec<String> = key_cols
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("t.{} = v.k{i}", ident(k)))
+        .collect();
+    for (i, &c) in expect.iter().enumerate() {
+        let (n, ty) = t.columns.get(c)?;
+        on.push(compare(n, ty, &format!("v.e{i}"))?);
+    }
+    Some((aliases, on))
 }

@@ -85,22 +85,27 @@ impl PgSink {
             }
         };
         let checkable = writes.iter().all(|w| match w {
-            CheckedWrite::Insert { .. } => true,
-            CheckedWrite::Update { expect, .. } | CheckedWrite::Delete { expect, .. } => {
-                expect.iter().all(|(c, v)| {
-                    !matches!(v, Value::Unsupported { .. })
-                        && matches!(
-                            (target.columns.get(*c), cols.get(*c)),
-                            (Some((n, ty)), Some((_, m))) if compare(n, ty, m, "$1").is_some()
-                        )
-                })
-            }
+            CheckedWrite::Insert { .. } | CheckedWrite::Check { expect: None, .. } => true,
+            CheckedWrite::Update { expect, .. }
+            | CheckedWrite::Delete { expect, .. }
+            | CheckedWrite::Check {
+                expect: Some(expect),
+                ..
+            } => expect.iter().all(|(c, v)| {
+                !matches!(v, Value::Unsupported { .. })
+                    && matches!(
+                        (target.columns.get(*c), cols.get(*c)),
+                        (Some((n, ty)), Some((_, m))) if compare(n, ty, m, "$1").is_some()
+                    )
+            }),
         });
         if !checkable {
             return Ok(all);
         }
         // Write indexes and rows (key, set, expected as text) per shape and kind.
         type Rows = Vec<(usize, Vec<Option<String>>)>;
+        let mut absent: Rows = Vec::new();
+        let mut present: BTreeMap<Shape, Rows> = BTreeMap::new();
         let mut deletes: BTreeMap<Shape, Rows> = BTreeMap::new();
         let mut updates: BTreeMap<Shape, Rows> = BTreeMap::new();
         let mut inserts: Rows = Vec::new();
@@ -121,28 +126,58 @@ impl PgSink {
                     row.extend(encode_all(expect.iter().map(|(_, v)| v)));
                     updates.entry(shape).or_default().push((i, row));
                 }
-                CheckedWrite::Delete { key, expect } => {
+                CheckedWrite::Delete { key, expect }
+                | CheckedWrite::Check {
+                    key,
+                    expect: Some(expect),
+                } => {
                     let shape = (Vec::new(), expect.iter().map(|(c, _)| *c).collect());
                     let mut row = encode_all(key);
                     row.extend(encode_all(expect.iter().map(|(_, v)| v)));
-                    deletes.entry(shape).or_default().push((i, row));
+                    let kind = if matches!(w, CheckedWrite::Delete { .. }) {
+                        &mut deletes
+                    } else {
+                        &mut present
+                    };
+                    kind.entry(shape).or_default().push((i, row));
                 }
+                CheckedWrite::Check { key, expect: None } => absent.push((i, encode_all(key))),
             }
         }
         let t = &target.table;
         let table = qualified(&t.schema, &t.name);
         let key = &target.key;
         let mut unapplied = Vec::new();
+        // Checks write nothing: the rows not as expected are the answer.
+        if !absent.is_empty() {
+            let sql = format!(
+                "WITH v AS (SELECT * FROM {}) \
+                 SELECT ord FROM v WHERE EXISTS (SELECT 1 FROM {table} AS d WHERE {})",
+                numbered(key.len()),
+                key_match(&cols, key)
+            );
+            self.unapplied(target, sql, &absent, key.len(), &mut unapplied)
+                .await?;
+        }
+        for ((_, expect), rows) in &present {
+            let width = key.len() + expect.len();
+            let Some(cond) = held(target, &cols, key.len(), expect) else {
+                return Ok(all);
+            };
+            let sql = format!(
+                "WITH v AS (SELECT * FROM {}) \
+                 SELECT ord FROM v WHERE NOT EXISTS (SELECT 1 FROM {table} AS d WHERE {})",
+                numbered(width),
+                cond.join(" AND ")
+            );
+            self.unapplied(target, sql, rows, width, &mut unapplied)
+                .await?;
+        }
         for ((set, expect), rows) in deletes.iter().chain(&updates) {
             let width = key.len() + set.len() + expect.len();
-            let mut cond = vec![key_match(&cols, key)];
-            for (j, &c) in expect.iter().enumerate() {
-                let (Some((n, ty)), Some((_, m))) = (target.columns.get(c), cols.get(c)) else {
-                    return Ok(all);
-                };
-                let param = format!("v.p{}", key.len() + set.len() + j);
-                cond.extend(compare(n, ty, m, &param));
-            }
+            let Some(cond) = held(target, &cols, key.len() + set.len(), expect) else {
+                return Ok(all);
+            };
             let sql = if set.is_empty() {
                 format!(
                     "WITH v AS (SELECT * FROM {}), \
@@ -263,4 +298,19 @@ fn key_at(cols: &[(String, ColumnMeta)], key: &[usize]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The key of `v`'s row equal to `d`'s, and each expected value (`v.p<first>`, …) held.
+fn held(
+    target: &TargetTable,
+    cols: &[(String, ColumnMeta)],
+    first: usize,
+    expect: &[usize],
+) -> Option<Vec<String>> {
+    let mut cond = vec![key_match(cols, &target.key)];
+    for (j, &c) in expect.iter().enumerate() {
+        let ((n, ty), (_, m)) = (target.columns.get(c)?, cols.get(c)?);
+        cond.push(compare(n, ty, m, &format!("v.p{}", first + j))?);
+    }
+    Some(cond)
 }
