@@ -223,18 +223,21 @@ impl Tandem {
     /// What the daemon applied so far, from its own `/metrics`.
     pub async fn applied(&self) -> Applied {
         let body = http_get(&self.listen, "/metrics").await.unwrap_or_default();
-        let sum = |prefix: &str| -> f64 {
+        let sum_where = |prefix: &str, label: &str| -> f64 {
             body.lines()
-                .filter(|l| l.starts_with(prefix))
+                .filter(|l| l.starts_with(prefix) && l.contains(label))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .fold(0.0, |a, b| a + b)
         };
+        let sum = |prefix: &str| sum_where(prefix, "");
         Applied {
             txns: sum("tandem_transactions_applied_total"),
             changes: sum("tandem_changes_applied_total"),
             commits: sum("tandem_apply_batch_duration_seconds_count"),
             open_secs: sum("tandem_apply_batch_duration_seconds_sum"),
             copied_rows: sum("tandem_snapshot_rows_total"),
+            checked: sum_where("tandem_apply_checked_rows_total", r#"outcome="applied""#),
+            reread: sum_where("tandem_apply_checked_rows_total", r#"outcome="reread""#),
         }
     }
 
@@ -349,6 +352,9 @@ pub struct Applied {
     pub open_secs: f64,
     /// Rows an initial copy wrote.
     pub copied_rows: f64,
+    /// Rows written with the conflict check inside the write, and rows read back after it.
+    pub checked: f64,
+    pub reread: f64,
 }
 
 impl std::fmt::Display for Applied {
@@ -357,14 +363,17 @@ impl std::fmt::Display for Applied {
         write!(
             f,
             "{:.0} source txns, {:.0} changes in {:.0} target commits ({:.1} txns, {:.0} changes \
-             and {:.1} ms open per commit); {:.0} rows copied",
+             and {:.1} ms open per commit); {:.0} rows copied; {:.0} rows written checked, \
+             {:.0} read back",
             self.txns,
             self.changes,
             self.commits,
             self.txns / per,
             self.changes / per,
             self.open_secs * 1e3 / per,
-            self.copied_rows
+            self.copied_rows,
+            self.checked,
+            self.reread
         )
     }
 }

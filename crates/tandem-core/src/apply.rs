@@ -765,7 +765,6 @@ impl Applier {
         changes: &[(usize, &Change)],
         position_of: &(dyn Fn(usize) -> String + Sync),
     ) -> Result<(), StageError> {
-        self.settle().await?;
         let mapping = self.mappers[mi].mapping.clone();
         // Map every change; split key-changing updates into delete + insert.
         let mut mapped: Vec<(TargetChange, usize, &Change)> = Vec::with_capacity(changes.len());
@@ -857,6 +856,9 @@ impl Applier {
             return Ok(());
         }
         let target = self.mappers[mi].target.clone();
+        if self.tx_snapshot {
+            self.settle().await?;
+        }
         if self.tx_snapshot
             && self.copying_into_empty(mi, &target).await?
             && plain_copy(&target, &mapped)
@@ -904,6 +906,15 @@ impl Applier {
         if changes.is_empty() {
             return Ok(());
         }
+        // Mapped and planned while the sink was still writing the previous batch; from here
+        // on every step talks to the sink, after that batch.
+        let plan = if self.tx_snapshot {
+            None
+        } else {
+            let resolver = resolver_for(&self.mappers[mi], &target, false);
+            checked_plan(&resolver, &target, &changes, &change_keys, &keys)
+        };
+        self.settle().await?;
         if self.tx_snapshot && self.copying_into_empty(mi, &target).await? {
             // Nothing to read: see `copying_into_empty`.
             let current = vec![None; keys.len()];
@@ -911,21 +922,18 @@ impl Applier {
                 .resolve_batch(mi, &target, &changes, &change_keys, current)
                 .await;
         }
-        if !self.tx_snapshot {
-            let resolver = resolver_for(&self.mappers[mi], &target, false);
-            if let Some(plan) = checked_plan(&resolver, &target, &changes, &change_keys, &keys) {
-                let unapplied = self.sink.write_if_unchanged(&target, plan.writes).await?;
-                self.in_flight = Some(InFlight {
-                    mi,
-                    target,
-                    changes,
-                    change_keys,
-                    keys,
-                    write_keys: plan.write_keys,
-                    unapplied,
-                });
-                return Ok(());
-            }
+        if let Some(plan) = plan {
+            let unapplied = self.sink.write_if_unchanged(&target, plan.writes).await?;
+            self.in_flight = Some(InFlight {
+                mi,
+                target,
+                changes,
+                change_keys,
+                keys,
+                write_keys: plan.write_keys,
+                unapplied,
+            });
+            return Ok(());
         }
         let current = self.sink.fetch_current(&target, &keys).await?;
         self.resolve_batch(mi, &target, &changes, &change_keys, current)
