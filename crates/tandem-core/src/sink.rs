@@ -64,6 +64,96 @@ pub enum CheckedWrite {
     },
 }
 
+impl CheckedWrite {
+    /// The values it expects (none for an insert, or a check that the row is absent).
+    pub fn expected(&self) -> &[(usize, Value)] {
+        match self {
+            CheckedWrite::Update { expect, .. }
+            | CheckedWrite::Delete { expect, .. }
+            | CheckedWrite::Check {
+                expect: Some(expect),
+                ..
+            } => expect,
+            CheckedWrite::Insert { .. } | CheckedWrite::Check { expect: None, .. } => &[],
+        }
+    }
+}
+
+/// Columns set and columns expected, by index: rows of one shape share a statement.
+pub type CheckedShape = (Vec<usize>, Vec<usize>);
+
+/// One row of a checked batch as a statement takes it.
+#[derive(Debug)]
+pub struct CheckedRow<'a> {
+    /// Its index among the batch's writes.
+    pub write: usize,
+    pub key: &'a [Value],
+    /// Values to set, in the shape's order (an update's; empty otherwise).
+    pub set: Vec<&'a Value>,
+    /// Expected values, in the shape's order.
+    pub expect: Vec<&'a Value>,
+}
+
+/// A checked batch grouped the way sinks run it: checks, deletes, updates and inserts,
+/// each by shape (see [`Sink::write_if_unchanged`]).
+#[derive(Debug, Default)]
+pub struct CheckedGroups<'a> {
+    /// Checks that the row is absent.
+    pub absent: Vec<CheckedRow<'a>>,
+    /// Checks that the row exists and holds the expected values.
+    pub present: std::collections::BTreeMap<CheckedShape, Vec<CheckedRow<'a>>>,
+    pub deletes: std::collections::BTreeMap<CheckedShape, Vec<CheckedRow<'a>>>,
+    pub updates: std::collections::BTreeMap<CheckedShape, Vec<CheckedRow<'a>>>,
+    /// Inserts: write index and values.
+    pub inserts: Vec<(usize, &'a [Value])>,
+}
+
+impl<'a> CheckedGroups<'a> {
+    pub fn new(writes: &'a [CheckedWrite]) -> Self {
+        let mut groups = CheckedGroups::default();
+        let values = |cols: &'a [(usize, Value)]| -> (Vec<usize>, Vec<&'a Value>) {
+            cols.iter().map(|(c, v)| (*c, v)).unzip()
+        };
+        for (write, w) in writes.iter().enumerate() {
+            let (kind, key, set, expect) = match w {
+                CheckedWrite::Insert { values } => {
+                    groups.inserts.push((write, values));
+                    continue;
+                }
+                CheckedWrite::Check { key, expect: None } => {
+                    let row = CheckedRow {
+                        write,
+                        key,
+                        set: Vec::new(),
+                        expect: Vec::new(),
+                    };
+                    groups.absent.push(row);
+                    continue;
+                }
+                CheckedWrite::Update {
+                    key,
+                    expect,
+                    columns,
+                } => (&mut groups.updates, key, values(columns), values(expect)),
+                CheckedWrite::Delete { key, expect } => {
+                    (&mut groups.deletes, key, values(&[]), values(expect))
+                }
+                CheckedWrite::Check {
+                    key,
+                    expect: Some(expect),
+                } => (&mut groups.present, key, values(&[]), values(expect)),
+            };
+            kind.entry((set.0, expect.0)).or_default().push(CheckedRow {
+                write,
+                key,
+                set: set.1,
+                expect: expect.1,
+            });
+        }
+        groups
+    }
+}
+
 /// The rows of a [`Sink::write_if_unchanged`] call that were not applied (indexes into
 /// its writes), known now or once a sink running behind the applier got to them.
 #[derive(Debug)]

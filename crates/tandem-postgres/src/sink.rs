@@ -68,8 +68,8 @@ mod copy;
 mod statements;
 
 use statements::{
-    column_list, columnar, encode_all, key_match, on_conflict_do_nothing, read_expr, segments,
-    unnest, Segment,
+    assignments, column_list, columnar, encode_all, key_match, on_conflict_do_nothing, read_expr,
+    segments, unnest, Segment,
 };
 
 /// Insert batches of at least this many rows go through `COPY` into a temporary table and
@@ -280,19 +280,7 @@ impl PgSink {
             let key = &target.key;
             let width = key.len() + set.len();
             let arrays = columnar(rows, width);
-            let assignments: Vec<String> = set
-                .iter()
-                .enumerate()
-                .filter_map(|(j, &c)| {
-                    let (name, m) = cols.get(c)?;
-                    Some(format!(
-                        "{} = v.p{}::{}",
-                        quote_ident(name),
-                        key.len() + j,
-                        m.cast
-                    ))
-                })
-                .collect();
+            let assignments = assignments(cols, set, key.len());
             let sql = format!(
                 "UPDATE {table} AS d SET {} FROM {} WHERE {}",
                 assignments.join(", "),

@@ -22,11 +22,9 @@
 //! `MySqlSink::groups_kinds`: the order of writes inside the batch could matter), nor for
 //! tables whose key collation refused the joined update: those are read first, as before.
 
-use std::collections::BTreeMap;
-
 use mysql_async::prelude::Queryable;
 use tandem_core::error::StageError;
-use tandem_core::sink::{CheckedWrite, TargetTable};
+use tandem_core::sink::{CheckedGroups, CheckedRow, CheckedShape, CheckedWrite, TargetTable};
 use tandem_core::{ColumnType, Value};
 
 use super::batch::{
@@ -38,26 +36,14 @@ use crate::types::to_mysql_value;
 
 const SAVEPOINT: &str = "tandem_checked";
 
-/// Columns set and expected, by index.
-type Shape = (Vec<usize>, Vec<usize>);
-
-/// One update or delete row: key, values to set (none for a delete), expected values.
-struct Row<'a> {
-    key: &'a [Value],
-    set: Vec<&'a Value>,
-    expect: Vec<&'a Value>,
-}
-
-impl Row<'_> {
-    fn size(&self) -> usize {
-        size_of_values(self.key)
-            + self
-                .set
-                .iter()
-                .chain(&self.expect)
-                .map(|v| value_size(v))
-                .sum::<usize>()
-    }
+/// The bytes of a row's values, for the packet budget.
+fn row_size(r: &CheckedRow<'_>) -> usize {
+    size_of_values(r.key)
+        + r.set
+            .iter()
+            .chain(&r.expect)
+            .map(|v| value_size(v))
+            .sum::<usize>()
 }
 
 /// `t.<column>` compared with `param` exactly, or `None` for a type that cannot be.
@@ -106,20 +92,15 @@ impl MySqlSink {
         if writes.is_empty() {
             return Ok(all);
         }
-        let checkable = writes.iter().all(|w| match w {
-            CheckedWrite::Insert { .. } | CheckedWrite::Check { expect: None, .. } => true,
-            CheckedWrite::Update { expect, .. }
-            | CheckedWrite::Delete { expect, .. }
-            | CheckedWrite::Check {
-                expect: Some(expect),
-                ..
-            } => expect.iter().all(|(c, v)| {
+        let checkable = writes
+            .iter()
+            .flat_map(CheckedWrite::expected)
+            .all(|(c, v)| {
                 comparable(v)
                     && t.columns
                         .get(*c)
                         .is_some_and(|(n, ty)| compare(n, ty, "?").is_some())
-            }),
-        });
+            });
         if !checkable
             || self.per_row_updates.contains(&t.table.to_string())
             || !self.groups_kinds(t).await?
@@ -156,75 +137,31 @@ impl MySqlSink {
         t: &TargetTable,
         writes: &[CheckedWrite],
     ) -> Result<bool, mysql_async::Error> {
-        let mut absent: Vec<Row<'_>> = Vec::new();
-        let mut present: BTreeMap<Shape, Vec<Row<'_>>> = BTreeMap::new();
-        let mut deletes: BTreeMap<Shape, Vec<Row<'_>>> = BTreeMap::new();
-        let mut updates: BTreeMap<Shape, Vec<Row<'_>>> = BTreeMap::new();
-        let mut inserts: Vec<&Vec<Value>> = Vec::new();
-        for w in writes {
-            match w {
-                CheckedWrite::Insert { values } => inserts.push(values),
-                CheckedWrite::Update {
-                    key,
-                    expect,
-                    columns,
-                } => {
-                    let shape = (
-                        columns.iter().map(|(c, _)| *c).collect(),
-                        expect.iter().map(|(c, _)| *c).collect(),
-                    );
-                    updates.entry(shape).or_default().push(Row {
-                        key,
-                        set: columns.iter().map(|(_, v)| v).collect(),
-                        expect: expect.iter().map(|(_, v)| v).collect(),
-                    });
-                }
-                CheckedWrite::Delete { key, expect }
-                | CheckedWrite::Check {
-                    key,
-                    expect: Some(expect),
-                } => {
-                    let shape = (Vec::new(), expect.iter().map(|(c, _)| *c).collect());
-                    let row = Row {
-                        key,
-                        set: Vec::new(),
-                        expect: expect.iter().map(|(_, v)| v).collect(),
-                    };
-                    let kind = if matches!(w, CheckedWrite::Delete { .. }) {
-                        &mut deletes
-                    } else {
-                        &mut present
-                    };
-                    kind.entry(shape).or_default().push(row);
-                }
-                CheckedWrite::Check { key, expect: None } => absent.push(Row {
-                    key,
-                    set: Vec::new(),
-                    expect: Vec::new(),
-                }),
-            }
-        }
+        let groups = CheckedGroups::new(writes);
         if !self
-            .count_held(t, &(Vec::new(), Vec::new()), &absent, false)
+            .count_held(t, &(Vec::new(), Vec::new()), &groups.absent, false)
             .await?
         {
             return Ok(false);
         }
-        for (shape, rows) in &present {
+        for (shape, rows) in &groups.present {
             if !self.count_held(t, shape, rows, true).await? {
                 return Ok(false);
             }
         }
-        for (shape, rows) in deletes.iter().chain(&updates) {
+        for (shape, rows) in groups.deletes.iter().chain(&groups.updates) {
             if !self.joined(t, shape, rows).await? {
                 return Ok(false);
             }
         }
         let width = t.columns.len();
-        for (_, chunk) in chunks(&inserts, width, self.packet_budget, |r| size_of_values(r)) {
+        let inserts = &groups.inserts;
+        for (_, chunk) in chunks(inserts, width, self.packet_budget, |(_, r)| {
+            size_of_values(r)
+        }) {
             let n = padded(chunk.len());
             let params = pad(chunk, n)
-                .flat_map(|r| r.iter().map(to_mysql_value))
+                .flat_map(|(_, r)| r.iter().map(to_mysql_value))
                 .collect();
             self.exec(&insert_sql(t, n), params).await?;
             if self.conn.affected_rows() != chunk.len() as u64 {
@@ -239,8 +176,8 @@ impl MySqlSink {
     async fn count_held(
         &mut self,
         t: &TargetTable,
-        shape: &Shape,
-        rows: &[Row<'_>],
+        shape: &CheckedShape,
+        rows: &[CheckedRow<'_>],
         present: bool,
     ) -> Result<bool, mysql_async::Error> {
         let Some((aliases, on)) = join_on(t, shape) else {
@@ -248,13 +185,9 @@ impl MySqlSink {
         };
         let key: Vec<String> = t.key_names().map(|k| format!("t.{}", ident(k))).collect();
         let width = aliases.len();
-        for (_, chunk) in chunks(rows, width, self.packet_budget, Row::size) {
+        for (_, chunk) in chunks(rows, width, self.packet_budget, row_size) {
             let n = padded(chunk.len());
-            let mut params = Vec::with_capacity(n * width);
-            for r in pad(chunk, n) {
-                params.extend(r.key.iter().map(to_mysql_value));
-                params.extend(r.expect.iter().map(|v| to_mysql_value(v)));
-            }
+            let params = padded_params(chunk, n, width);
             // Padding repeats the last row: count distinct keys.
             let sql = format!(
                 "SELECT COUNT(DISTINCT {}) FROM {} t JOIN ({}) v ON {} FOR UPDATE",
@@ -278,8 +211,8 @@ impl MySqlSink {
     async fn joined(
         &mut self,
         t: &TargetTable,
-        shape: &Shape,
-        rows: &[Row<'_>],
+        shape: &CheckedShape,
+        rows: &[CheckedRow<'_>],
     ) -> Result<bool, mysql_async::Error> {
         let (set, _) = shape;
         let name = |i: usize| {
@@ -297,14 +230,9 @@ impl MySqlSink {
             .map(|(i, &c)| format!("t.{} = v.c{i}", ident(name(c))))
             .collect();
         let width = aliases.len();
-        for (_, chunk) in chunks(rows, width, self.packet_budget, Row::size) {
+        for (_, chunk) in chunks(rows, width, self.packet_budget, row_size) {
             let n = padded(chunk.len());
-            let mut params = Vec::with_capacity(n * width);
-            for r in pad(chunk, n) {
-                params.extend(r.key.iter().map(to_mysql_value));
-                params.extend(r.set.iter().map(|v| to_mysql_value(v)));
-                params.extend(r.expect.iter().map(|v| to_mysql_value(v)));
-            }
+            let params = padded_params(chunk, n, width);
             let joined = format!(
                 "{} t JOIN ({}) v ON {}",
                 table_ident(t),
@@ -327,7 +255,7 @@ impl MySqlSink {
 
 /// The derived table's column names (`k…` key, `c…` values to set, `e…` expected) and the
 /// join condition of a shape: key equal and every expected value held exactly.
-fn join_on(t: &TargetTable, (set, expect): &Shape) -> Option<(Vec<String>, Vec<String>)> {
+fn join_on(t: &TargetTable, (set, expect): &CheckedShape) -> Option<(Vec<String>, Vec<String>)> {
     let key_cols: Vec<&str> = t.key_names().collect();
     let mut aliases: Vec<String> = (0..key_cols.len()).map(|i| format!("k{i}")).collect();
     aliases.extend((0..set.len()).map(|i| format!("c{i}")));
@@ -342,4 +270,15 @@ fn join_on(t: &TargetTable, (set, expect): &Shape) -> Option<(Vec<String>, Vec<S
         on.push(compare(n, ty, &format!("v.e{i}"))?);
     }
     Some((aliases, on))
+}
+
+/// The parameters of `chunk` padded to `n` rows: per row its key, values to set and
+/// expected values, as the derived table of [`join_on`] names them.
+fn padded_params(chunk: &[CheckedRow<'_>], n: usize, width: usize) -> Vec<mysql_async::Value> {
+    let mut params = Vec::with_capacity(n * width);
+    for r in pad(chunk, n) {
+        params.extend(r.key.iter().map(to_mysql_value));
+        params.extend(r.set.iter().chain(&r.expect).map(|v| to_mysql_value(v)));
+    }
+    params
 }

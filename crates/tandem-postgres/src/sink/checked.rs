@@ -17,19 +17,16 @@
 //! `same_as` tells apart). A batch expecting a value of any other column type (`char(n)`,
 //! whose equality ignores trailing spaces; arrays; ranges; …) is not checked this way.
 
-use std::collections::BTreeMap;
-
 use tandem_core::error::StageError;
-use tandem_core::sink::{CheckedWrite, TargetTable};
+use tandem_core::sink::{CheckedGroups, CheckedRow, CheckedWrite, TargetTable};
 use tandem_core::{ColumnType, Value};
 
-use super::statements::{column_list, columnar, encode_all, key_match, on_conflict_do_nothing};
+use super::statements::{
+    assignments, column_list, columnar, encode_all, key_match, on_conflict_do_nothing,
+};
 use super::{classify, ColumnMeta, PgSink};
 use crate::ddl::{qualified, quote_ident};
 use crate::types::oid;
-
-/// Columns set and expected, by index.
-type Shape = (Vec<usize>, Vec<usize>);
 
 /// `d.<column>` compared with `param` (text) exactly, or `None` where that is not known.
 fn compare(name: &str, ty: &ColumnType, m: &ColumnMeta, param: &str) -> Option<String> {
@@ -84,82 +81,52 @@ impl PgSink {
                 return Err(e);
             }
         };
-        let checkable = writes.iter().all(|w| match w {
-            CheckedWrite::Insert { .. } | CheckedWrite::Check { expect: None, .. } => true,
-            CheckedWrite::Update { expect, .. }
-            | CheckedWrite::Delete { expect, .. }
-            | CheckedWrite::Check {
-                expect: Some(expect),
-                ..
-            } => expect.iter().all(|(c, v)| {
+        let checkable = writes
+            .iter()
+            .flat_map(CheckedWrite::expected)
+            .all(|(c, v)| {
                 !matches!(v, Value::Unsupported { .. })
                     && matches!(
                         (target.columns.get(*c), cols.get(*c)),
                         (Some((n, ty)), Some((_, m))) if compare(n, ty, m, "$1").is_some()
                     )
-            }),
-        });
+            });
         if !checkable {
             return Ok(all);
         }
-        // Write indexes and rows (key, set, expected as text) per shape and kind.
-        type Rows = Vec<(usize, Vec<Option<String>>)>;
-        let mut absent: Rows = Vec::new();
-        let mut present: BTreeMap<Shape, Rows> = BTreeMap::new();
-        let mut deletes: BTreeMap<Shape, Rows> = BTreeMap::new();
-        let mut updates: BTreeMap<Shape, Rows> = BTreeMap::new();
-        let mut inserts: Rows = Vec::new();
-        for (i, w) in writes.iter().enumerate() {
-            match w {
-                CheckedWrite::Insert { values } => inserts.push((i, encode_all(values))),
-                CheckedWrite::Update {
-                    key,
-                    expect,
-                    columns,
-                } => {
-                    let shape = (
-                        columns.iter().map(|(c, _)| *c).collect(),
-                        expect.iter().map(|(c, _)| *c).collect(),
-                    );
-                    let mut row = encode_all(key);
-                    row.extend(encode_all(columns.iter().map(|(_, v)| v)));
-                    row.extend(encode_all(expect.iter().map(|(_, v)| v)));
-                    updates.entry(shape).or_default().push((i, row));
-                }
-                CheckedWrite::Delete { key, expect }
-                | CheckedWrite::Check {
-                    key,
-                    expect: Some(expect),
-                } => {
-                    let shape = (Vec::new(), expect.iter().map(|(c, _)| *c).collect());
-                    let mut row = encode_all(key);
-                    row.extend(encode_all(expect.iter().map(|(_, v)| v)));
-                    let kind = if matches!(w, CheckedWrite::Delete { .. }) {
-                        &mut deletes
-                    } else {
-                        &mut present
-                    };
-                    kind.entry(shape).or_default().push((i, row));
-                }
-                CheckedWrite::Check { key, expect: None } => absent.push((i, encode_all(key))),
-            }
-        }
+        let groups = CheckedGroups::new(writes);
+        // Per row: write index, then key, values to set and expected values as text.
+        let encode = |rows: &[CheckedRow<'_>]| -> Vec<(usize, Vec<Option<String>>)> {
+            rows.iter()
+                .map(|r| {
+                    let mut cells = encode_all(r.key);
+                    cells.extend(encode_all(r.set.iter().chain(&r.expect).copied()));
+                    (r.write, cells)
+                })
+                .collect()
+        };
         let t = &target.table;
         let table = qualified(&t.schema, &t.name);
         let key = &target.key;
         let mut unapplied = Vec::new();
         // Checks write nothing: the rows not as expected are the answer.
-        if !absent.is_empty() {
+        if !groups.absent.is_empty() {
             let sql = format!(
                 "WITH v AS (SELECT * FROM {}) \
                  SELECT ord FROM v WHERE EXISTS (SELECT 1 FROM {table} AS d WHERE {})",
                 numbered(key.len()),
                 key_match(&cols, key)
             );
-            self.unapplied(target, sql, &absent, key.len(), &mut unapplied)
-                .await?;
+            self.unapplied(
+                target,
+                sql,
+                &encode(&groups.absent),
+                key.len(),
+                &mut unapplied,
+            )
+            .await?;
         }
-        for ((_, expect), rows) in &present {
+        for ((_, expect), rows) in &groups.present {
             let width = key.len() + expect.len();
             let Some(cond) = held(target, &cols, key.len(), expect) else {
                 return Ok(all);
@@ -170,10 +137,10 @@ impl PgSink {
                 numbered(width),
                 cond.join(" AND ")
             );
-            self.unapplied(target, sql, rows, width, &mut unapplied)
+            self.unapplied(target, sql, &encode(rows), width, &mut unapplied)
                 .await?;
         }
-        for ((set, expect), rows) in deletes.iter().chain(&updates) {
+        for ((set, expect), rows) in groups.deletes.iter().chain(&groups.updates) {
             let width = key.len() + set.len() + expect.len();
             let Some(cond) = held(target, &cols, key.len() + set.len(), expect) else {
                 return Ok(all);
@@ -187,19 +154,7 @@ impl PgSink {
                     cond.join(" AND ")
                 )
             } else {
-                let assign: Vec<String> = set
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(j, &c)| {
-                        let (name, m) = cols.get(c)?;
-                        Some(format!(
-                            "{} = v.p{}::{}",
-                            quote_ident(name),
-                            key.len() + j,
-                            m.cast
-                        ))
-                    })
-                    .collect();
+                let assign = assignments(&cols, set, key.len());
                 format!(
                     "WITH v AS (SELECT * FROM {}), \
                      done AS (UPDATE {table} AS d SET {} FROM v WHERE {} RETURNING v.ord) \
@@ -209,10 +164,15 @@ impl PgSink {
                     cond.join(" AND ")
                 )
             };
-            self.unapplied(target, sql, rows, width, &mut unapplied)
+            self.unapplied(target, sql, &encode(rows), width, &mut unapplied)
                 .await?;
         }
-        if !inserts.is_empty() {
+        if !groups.inserts.is_empty() {
+            let inserts: Vec<(usize, Vec<Option<String>>)> = groups
+                .inserts
+                .iter()
+                .map(|(i, values)| (*i, encode_all(*values)))
+                .collect();
             let select: Vec<String> = cols
                 .iter()
                 .enumerate()

@@ -152,6 +152,26 @@ pub(super) fn key_match(cols: &[(String, ColumnMeta)], key: &[usize]) -> String 
     parts.join(" AND ")
 }
 
+/// `col = v.p<first + j>::type` for each column `set[j]`.
+pub(super) fn assignments(
+    cols: &[(String, ColumnMeta)],
+    set: &[usize],
+    first: usize,
+) -> Vec<String> {
+    set.iter()
+        .enumerate()
+        .filter_map(|(j, &c)| {
+            let (name, m) = cols.get(c)?;
+            Some(format!(
+                "{} = v.p{}::{}",
+                quote_ident(name),
+                first + j,
+                m.cast
+            ))
+        })
+        .collect()
+}
+
 pub(super) fn column_list(cols: &[(String, ColumnMeta)]) -> String {
     cols.iter()
         .map(|(n, _)| quote_ident(n))
