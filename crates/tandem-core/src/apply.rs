@@ -119,7 +119,16 @@ pub struct Applier {
     /// A batch written with its conflict check inside the write, whose answer has not
     /// been read yet (see [`Applier::settle`]).
     in_flight: Option<InFlight>,
+    /// Per mapper: (batches still to read first, how many the next miss makes that). A
+    /// batch whose every row missed its expectations cost its statements for nothing (a
+    /// MariaDB sink rolls back the whole batch at the first row that differs); while that
+    /// keeps happening (both sides writing the same rows), batches go straight to the read,
+    /// for 1, 2, 4, … up to [`CHECKED_SKIP_MAX`] batches between tries.
+    checked_backoff: HashMap<usize, (u32, u32)>,
 }
+
+/// See `Applier::checked_backoff`.
+const CHECKED_SKIP_MAX: u32 = 32;
 
 /// A batch handed to [`Sink::write_if_unchanged`]: kept until the sink says which rows it
 /// did not apply, so that those can be read and resolved as usual.
@@ -343,6 +352,7 @@ impl Applier {
             pending_bytes: 0,
             copy_into_empty: HashMap::new(),
             in_flight: None,
+            checked_backoff: HashMap::new(),
         }
     }
 
@@ -908,7 +918,7 @@ impl Applier {
         }
         // Mapped and planned while the sink was still writing the previous batch; from here
         // on every step talks to the sink, after that batch.
-        let plan = if self.tx_snapshot {
+        let plan = if self.tx_snapshot || self.checked_skips(mi) {
             None
         } else {
             let resolver = resolver_for(&self.mappers[mi], &target, false);
@@ -948,6 +958,13 @@ impl Applier {
             return Ok(());
         };
         let unapplied = f.unapplied.wait().await?;
+        let backoff = self.checked_backoff.entry(f.mi).or_default();
+        if unapplied.is_empty() {
+            *backoff = (0, 0);
+        } else if unapplied.len() == f.write_keys.len() {
+            backoff.1 = (backoff.1 * 2).clamp(1, CHECKED_SKIP_MAX);
+            backoff.0 = backoff.1;
+        }
         let p = self.settings.pipeline.clone();
         let applied = f.write_keys.len().saturating_sub(unapplied.len());
         metrics::counter!(telemetry::CHECKED_ROWS, "direction" => p.clone(), "outcome" => "applied")
@@ -979,6 +996,17 @@ impl Applier {
         let current = self.sink.fetch_current(&f.target, &keys).await?;
         self.resolve_batch(f.mi, &f.target, &changes, &change_keys, current)
             .await
+    }
+
+    /// Whether mapper `mi`'s next batch goes straight to the read (see `checked_backoff`).
+    fn checked_skips(&mut self, mi: usize) -> bool {
+        match self.checked_backoff.get_mut(&mi) {
+            Some((left, _)) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Resolve a batch of one mapper against the current target rows of its keys (`current`,
