@@ -125,6 +125,12 @@ pub struct Applier {
     /// keeps happening (both sides writing the same rows), batches go straight to the read,
     /// for 1, 2, 4, … up to [`CHECKED_SKIP_MAX`] batches between tries.
     checked_backoff: HashMap<usize, (u32, u32)>,
+    /// The open group commits no source transaction: a position the source passed with
+    /// nothing to apply, or a write-back alone. Its time is not a source commit of ours
+    /// (PostgreSQL reports the session's first commit time for every later transaction of
+    /// a session with a replication origin, tandem's own included), so it sets no lag and
+    /// counts no transaction.
+    progress_only: bool,
 }
 
 /// See `Applier::checked_backoff`.
@@ -353,6 +359,7 @@ impl Applier {
             copy_into_empty: HashMap::new(),
             in_flight: None,
             checked_backoff: HashMap::new(),
+            progress_only: false,
         }
     }
 
@@ -597,6 +604,7 @@ impl Applier {
         self.ensure_open().await?;
         self.group_last = Some((position, at));
         self.group_txs = 1;
+        self.progress_only = true;
         self.commit_group().await?;
         self.last_progress = Some(Instant::now());
         Ok(())
@@ -624,6 +632,7 @@ impl Applier {
 
     async fn abort(&mut self) {
         self.in_flight = None;
+        self.progress_only = false;
         self.pending.clear();
         self.pending_txns.clear();
         self.pending_bytes = 0;
@@ -662,6 +671,7 @@ impl Applier {
         self.apply_write_back(wb).await?;
         self.group_last = Some((cp, Utc::now()));
         self.group_txs = 1;
+        self.progress_only = true;
         self.commit_group().await
     }
 
@@ -1183,6 +1193,11 @@ impl Applier {
             self.sink.record(&self.conflicts, &self.dead).await?;
         }
         let snapshot_table = record.is_some();
+        // A group of source transactions sets the lag; see `progress_only`.
+        let applies = !std::mem::take(&mut self.progress_only);
+        if !applies {
+            self.group_txs = 0;
+        }
         match &record {
             Some((key, text)) => self.sink.commit_text(key, text, commit_time).await?,
             None => {
@@ -1201,7 +1216,7 @@ impl Applier {
         let lag = (Utc::now() - commit_time).num_microseconds().unwrap_or(0) as f64 / 1e6;
         metrics::histogram!(telemetry::APPLY_BATCH_SECONDS, "direction" => p.clone())
             .record(elapsed);
-        if !snapshot_table {
+        if !snapshot_table && applies {
             metrics::gauge!(telemetry::LAG_SECONDS, "direction" => p.clone()).set(lag.max(0.0));
         }
         metrics::counter!(telemetry::CHANGES_APPLIED, "direction" => p.clone())
@@ -1224,6 +1239,8 @@ impl Applier {
             if !snapshot_table {
                 s.state = "streaming".into();
                 s.applied_position = Some(position.to_string());
+            }
+            if !snapshot_table && applies {
                 s.last_source_commit = Some(commit_time);
                 s.lag_seconds = Some(lag.max(0.0));
             }
