@@ -939,7 +939,7 @@ impl Applier {
             // Nothing to read: see `copying_into_empty`.
             let current = vec![None; keys.len()];
             return self
-                .resolve_batch(mi, &target, &changes, &change_keys, current)
+                .resolve_batch(mi, &target, &changes, &change_keys, current, true)
                 .await;
         }
         if let Some(plan) = plan {
@@ -956,7 +956,8 @@ impl Applier {
             return Ok(());
         }
         let current = self.sink.fetch_current(&target, &keys).await?;
-        self.resolve_batch(mi, &target, &changes, &change_keys, current)
+        let initial_sync = self.tx_snapshot;
+        self.resolve_batch(mi, &target, &changes, &change_keys, current, initial_sync)
             .await
     }
 
@@ -1004,7 +1005,8 @@ impl Applier {
             .filter_map(|(c, k)| renumber.get(k).copied().flatten().map(|n| (c, n)))
             .unzip();
         let current = self.sink.fetch_current(&f.target, &keys).await?;
-        self.resolve_batch(f.mi, &f.target, &changes, &change_keys, current)
+        // A streamed batch (only those are checked), whatever transaction is open now.
+        self.resolve_batch(f.mi, &f.target, &changes, &change_keys, current, false)
             .await
     }
 
@@ -1021,6 +1023,7 @@ impl Applier {
 
     /// Resolve a batch of one mapper against the current target rows of its keys (`current`,
     /// per key in `change_keys`' numbering) and write the outcome: one write per key.
+    /// `initial_sync`: the changes are rows of an initial snapshot.
     async fn resolve_batch(
         &mut self,
         mi: usize,
@@ -1028,11 +1031,12 @@ impl Applier {
         changes: &[TargetChange],
         change_keys: &[usize],
         current: Vec<Option<Vec<Value>>>,
+        initial_sync: bool,
     ) -> Result<(), StageError> {
         let mapping = self.mappers[mi].mapping.clone();
         // Per distinct key: (row as read, row as resolved so far).
         let mut state: Vec<RowStates> = current.into_iter().map(|c| (c.clone(), c)).collect();
-        let resolver = resolver_for(&self.mappers[mi], target, self.tx_snapshot);
+        let resolver = resolver_for(&self.mappers[mi], target, initial_sync);
         let mut write_backs = Vec::new();
         for (tc, &slot) in changes.iter().zip(change_keys) {
             let Some((_, cur)) = state.get_mut(slot) else {
@@ -1183,6 +1187,8 @@ impl Applier {
         // SnapshotCommit): everything pending belongs to committed transactions.
         self.flush().await?;
         self.settle().await?;
+        // A group of source transactions sets the lag; see `progress_only`.
+        let applies = !std::mem::take(&mut self.progress_only);
         let Some((position, commit_time)) = self.group_last.take() else {
             return Ok(());
         };
@@ -1193,8 +1199,6 @@ impl Applier {
             self.sink.record(&self.conflicts, &self.dead).await?;
         }
         let snapshot_table = record.is_some();
-        // A group of source transactions sets the lag; see `progress_only`.
-        let applies = !std::mem::take(&mut self.progress_only);
         if !applies {
             self.group_txs = 0;
         }
