@@ -28,8 +28,13 @@ use crate::db::Side;
 
 const ALL: [&str; 6] = ["throughput", "both", "decode", "lag", "snapshot", "bigtx"];
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // tandem's allocator, so that the sources decoded in this process run as in `tandem`.
+    tandem_alloc::tune();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> Result<()> {
     let mut scale: f64 = std::env::var("TANDEM_BENCH_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -94,6 +94,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    tandem_alloc::tune();
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let rt = match tokio::runtime::Runtime::new() {
