@@ -1253,3 +1253,100 @@ async fn checked_writes_apply_whole_or_not_at_all() {
         vec![(1, "one".into()), (3, "abc".into()), (10, "new".into())]
     );
 }
+
+/// Checked writes of many rows per statement: text of every width in any order (the joined
+/// rows' column must be as wide as its widest row, not its first: MariaDB 10.11 types a
+/// `VALUES` list of parameters by its first row and cuts the others silently, which is why
+/// tandem joins `UNION ALL SELECT`s) and decimals of different scales; every row holds, so
+/// the batch applies whole.
+#[tokio::test]
+async fn checked_writes_of_many_rows_hold_whatever_their_widths() {
+    use tandem_core::sink::CheckedWrite;
+    let name = |id: i64| "n".repeat(usize::try_from(id).expect("small"));
+    let price = |id: i64| format!("{}.{}", id * 37, "5".repeat((id % 4) as usize));
+    let dec = |s: &str| Value::Decimal(BigDecimal::from_str(s).expect("decimal"));
+    let ids = 1..=40i64;
+    let rows: Vec<String> = ids
+        .clone()
+        .map(|id| format!("({id}, '{}', {})", name(id), price(id)))
+        .collect();
+    let (db, mut conn) = setup(
+        "sink_wide",
+        &format!(
+            "CREATE TABLE w (id int PRIMARY KEY, name varchar(60), price decimal(12,4))
+                   ENGINE=InnoDB;
+                 INSERT INTO w VALUES {};",
+            rows.join(", ")
+        ),
+    )
+    .await;
+    let t = target(&mut conn, &db, "w").await;
+    let mut s = sink(&db, LoopPrevention::Auto).await;
+    let held = |id: i64| vec![(1, Value::Text(name(id))), (2, dec(&price(id)))];
+    let mut writes = Vec::new();
+    let mut want: Vec<(i64, String, String)> = Vec::new();
+    for id in ids.clone() {
+        match id % 4 {
+            0 => writes.push(CheckedWrite::Delete {
+                key: vec![Value::Int(id)],
+                expect: held(id),
+            }),
+            1 => {
+                let new = "y".repeat(usize::try_from(60 - id).expect("small"));
+                writes.push(CheckedWrite::Update {
+                    key: vec![Value::Int(id)],
+                    expect: held(id),
+                    columns: vec![(1, Value::Text(new.clone()))],
+                });
+                want.push((id, new, price(id)));
+            }
+            2 => {
+                writes.push(CheckedWrite::Check {
+                    key: vec![Value::Int(id)],
+                    expect: Some(held(id)),
+                });
+                want.push((id, name(id), price(id)));
+            }
+            _ => {
+                let new = format!("{}.125", id * 1000);
+                writes.push(CheckedWrite::Update {
+                    key: vec![Value::Int(id)],
+                    expect: vec![(2, dec(&price(id)))],
+                    columns: vec![(2, dec(&new))],
+                });
+                want.push((id, name(id), new));
+            }
+        }
+    }
+    for id in 101..=110i64 {
+        let n = "i".repeat(usize::try_from(id - 100).expect("small") * 5);
+        writes.push(CheckedWrite::Insert {
+            values: vec![Value::Int(id), Value::Text(n.clone()), dec(&price(id))],
+        });
+        want.push((id, n, price(id)));
+    }
+    s.begin().await.expect("begin");
+    let unapplied = s
+        .write_if_unchanged(&t, writes)
+        .await
+        .expect("write")
+        .wait()
+        .await
+        .expect("answer");
+    assert_eq!(unapplied, Vec::<usize>::new());
+    s.commit("retail", &pos(4), Utc::now())
+        .await
+        .expect("commit");
+    let got: Vec<(i64, String, String)> = conn
+        .query("SELECT id, name, CAST(price AS char) FROM w ORDER BY id")
+        .await
+        .expect("rows");
+    let want: Vec<(i64, String, String)> = want
+        .into_iter()
+        .map(|(id, n, p)| {
+            let p = BigDecimal::from_str(&p).expect("decimal").with_scale(4);
+            (id, n, p.to_string())
+        })
+        .collect();
+    assert_eq!(got, want);
+}

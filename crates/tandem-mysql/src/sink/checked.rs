@@ -46,8 +46,16 @@ fn row_size(r: &CheckedRow<'_>) -> usize {
             .sum::<usize>()
 }
 
+/// Whether a column of type `ty` can be compared exactly ([`compare`]).
+fn comparable_type(ty: &ColumnType) -> bool {
+    !matches!(ty, ColumnType::Unsupported { .. })
+}
+
 /// `t.<column>` compared with `param` exactly, or `None` for a type that cannot be.
 fn compare(column: &str, ty: &ColumnType, param: &str) -> Option<String> {
+    if !comparable_type(ty) {
+        return None;
+    }
     let c = format!("t.{}", ident(column));
     Some(match ty {
         ColumnType::Text { .. }
@@ -73,8 +81,9 @@ fn comparable(v: &Value) -> bool {
     match v {
         Value::Unsupported { .. } => false,
         Value::Decimal(d) => {
-            let (digits, scale) = d.as_bigint_and_exponent();
-            let total = digits.magnitude().to_string().len() as i64;
+            let scale = d.fractional_digit_count();
+            // Digits of the unscaled integer, counted without printing it.
+            let total = d.digits() as i64;
             scale <= 30 && total - scale <= 35
         }
         _ => true,
@@ -96,10 +105,7 @@ impl MySqlSink {
             .iter()
             .flat_map(CheckedWrite::expected)
             .all(|(c, v)| {
-                comparable(v)
-                    && t.columns
-                        .get(*c)
-                        .is_some_and(|(n, ty)| compare(n, ty, "?").is_some())
+                comparable(v) && t.columns.get(*c).is_some_and(|(_, ty)| comparable_type(ty))
             });
         if !checkable
             || self.per_row_updates.contains(&t.table.to_string())
@@ -281,4 +287,37 @@ fn padded_params(chunk: &[CheckedRow<'_>], n: usize, width: usize) -> Vec<mysql_
         params.extend(r.set.iter().chain(&r.expect).map(|v| to_mysql_value(v)));
     }
     params
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use bigdecimal::BigDecimal;
+
+    use super::*;
+
+    /// Decimals are compared as `DECIMAL(65,30)`: at most 30 digits after the point and 35
+    /// before it survive the cast unchanged.
+    #[test]
+    fn decimals_comparable_within_decimal_65_30() {
+        let dec = |s: &str| Value::Decimal(BigDecimal::from_str(s).expect("decimal"));
+        let ones = |n: usize| "1".repeat(n);
+        for (text, ok) in [
+            ("0".to_owned(), true),
+            ("-0.00".to_owned(), true),
+            (format!("{}.{}", ones(35), ones(30)), true),
+            (format!("-{}", ones(35)), true),
+            (ones(36), false),
+            (format!("0.{}", ones(30)), true),
+            (format!("0.{}", ones(31)), false),
+            (format!("{}.5", ones(35)), true),
+        ] {
+            assert_eq!(comparable(&dec(&text)), ok, "{text}");
+        }
+        assert!(!comparable(&Value::Unsupported {
+            type_name: "geometry".into(),
+            text: String::new(),
+        }));
+    }
 }
