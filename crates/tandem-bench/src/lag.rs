@@ -45,6 +45,9 @@ pub async fn lag(servers: &Servers, source: Side, rate: u64, secs: u64) -> Resul
     .await?;
     let mut src = Conn::open(servers, source, pair.db(source)).await?;
     let mut dst = Conn::open(servers, target, pair.db(target)).await?;
+    for conn in [&mut src, &mut dst] {
+        settle(conn).await?;
+    }
     let mut tandem = Tandem::start(&pair.config, &pair.listen)?;
     tandem.wait_streaming(1, Duration::from_secs(120)).await?;
 
@@ -125,4 +128,30 @@ pub async fn lag(servers: &Servers, source: Side, rate: u64, secs: u64) -> Resul
         usage.peak_rss_mib,
         usage.cpu_secs
     )])
+}
+
+/// Lets a server finish what the benchmarks before left it, so that the latencies measured
+/// are tandem's under this load, not the tail of the last benchmark's 2,000,000 changes:
+/// PostgreSQL checkpoints its WAL now rather than in the middle of the measurement (where
+/// its writes slowed every commit: retail->inventory p99 300–400 ms right after `both`,
+/// 5 ms alone), MariaDB purges its old row versions (waits, at most a minute, until the
+/// history list is short).
+async fn settle(conn: &mut Conn) -> Result<()> {
+    match conn {
+        Conn::Pg(_) => conn.exec("CHECKPOINT").await,
+        Conn::Maria(_) => {
+            let started = Instant::now();
+            let history = "SELECT CAST(count AS SIGNED) FROM information_schema.innodb_metrics \
+                           WHERE name = 'trx_rseg_history_len'";
+            while conn.int(history).await? > 1_000 && started.elapsed() < Duration::from_secs(60) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let left = conn.int(history).await?;
+            eprintln!(
+                "   MariaDB settled in {:.1} s (history list {left})",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+    }
 }
