@@ -1125,6 +1125,20 @@ async fn a_trigger_sees_the_writes_in_the_given_order() {
     assert_eq!(seen, vec!["insert 2".to_owned(), "delete 1".to_owned()]);
 }
 
+/// The writes of `writes` that `s` did not apply, once it has answered.
+async fn unapplied(
+    s: &mut MySqlSink,
+    t: &TargetTable,
+    writes: Vec<tandem_core::sink::CheckedWrite>,
+) -> Vec<usize> {
+    s.write_if_unchanged(t, writes)
+        .await
+        .expect("write")
+        .wait()
+        .await
+        .expect("answer")
+}
+
 /// `write_if_unchanged`: where every row holds what its write expects (compared as the
 /// resolver compares: decimals by value, text byte for byte even in a case-insensitive
 /// collation, NULL equal to NULL), the batch applies whole; where one row does not, none
@@ -1186,14 +1200,7 @@ async fn checked_writes_apply_whole_or_not_at_all() {
         },
     ];
     s.begin().await.expect("begin");
-    let unapplied = s
-        .write_if_unchanged(&t, holding)
-        .await
-        .expect("write")
-        .wait()
-        .await
-        .expect("answer");
-    assert_eq!(unapplied, Vec::<usize>::new());
+    assert_eq!(unapplied(&mut s, &t, holding).await, Vec::<usize>::new());
     // Each of these has one row that differs: equal to the collation but not byte for
     // byte; a microsecond off; an existing key; a missing row; a row expected absent; a
     // row expected but absent.
@@ -1232,14 +1239,7 @@ async fn checked_writes_apply_whole_or_not_at_all() {
                 expect: vec![],
             },
         ];
-        let unapplied = s
-            .write_if_unchanged(&t, writes)
-            .await
-            .expect("write")
-            .wait()
-            .await
-            .expect("answer");
-        assert_eq!(unapplied, vec![0, 1, 2]);
+        assert_eq!(unapplied(&mut s, &t, writes).await, vec![0, 1, 2]);
     }
     s.commit("retail", &pos(3), Utc::now())
         .await
@@ -1326,14 +1326,7 @@ async fn checked_writes_of_many_rows_hold_whatever_their_widths() {
         want.push((id, n, price(id)));
     }
     s.begin().await.expect("begin");
-    let unapplied = s
-        .write_if_unchanged(&t, writes)
-        .await
-        .expect("write")
-        .wait()
-        .await
-        .expect("answer");
-    assert_eq!(unapplied, Vec::<usize>::new());
+    assert_eq!(unapplied(&mut s, &t, writes).await, Vec::<usize>::new());
     s.commit("retail", &pos(4), Utc::now())
         .await
         .expect("commit");

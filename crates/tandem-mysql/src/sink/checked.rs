@@ -46,16 +46,14 @@ fn row_size(r: &CheckedRow<'_>) -> usize {
             .sum::<usize>()
 }
 
-/// Whether a column of type `ty` can be compared exactly ([`compare`]).
+/// Whether a column of type `ty` can be compared exactly: whether [`compare`] gives `Some`,
+/// without building the text.
 fn comparable_type(ty: &ColumnType) -> bool {
     !matches!(ty, ColumnType::Unsupported { .. })
 }
 
 /// `t.<column>` compared with `param` exactly, or `None` for a type that cannot be.
 fn compare(column: &str, ty: &ColumnType, param: &str) -> Option<String> {
-    if !comparable_type(ty) {
-        return None;
-    }
     let c = format!("t.{}", ident(column));
     Some(match ty {
         ColumnType::Text { .. }
@@ -196,11 +194,9 @@ impl MySqlSink {
             let params = padded_params(chunk, n, width);
             // Padding repeats the last row: count distinct keys.
             let sql = format!(
-                "SELECT COUNT(DISTINCT {}) FROM {} t JOIN ({}) v ON {} FOR UPDATE",
+                "SELECT COUNT(DISTINCT {}) FROM {} FOR UPDATE",
                 key.join(", "),
-                table_ident(t),
-                derived_rows(&aliases, n),
-                on.join(" AND ")
+                joined_rows(t, &aliases, &on, n)
             );
             let params = mysql_async::Params::Positional(params);
             let found: Option<u64> = self.conn.exec_first(sql, params).await?;
@@ -239,12 +235,7 @@ impl MySqlSink {
         for (_, chunk) in chunks(rows, width, self.packet_budget, row_size) {
             let n = padded(chunk.len());
             let params = padded_params(chunk, n, width);
-            let joined = format!(
-                "{} t JOIN ({}) v ON {}",
-                table_ident(t),
-                derived_rows(&aliases, n),
-                on.join(" AND ")
-            );
+            let joined = joined_rows(t, &aliases, &on, n);
             let sql = if set.is_empty() {
                 format!("DELETE t FROM {joined}")
             } else {
@@ -276,6 +267,16 @@ fn join_on(t: &TargetTable, (set, expect): &CheckedShape) -> Option<(Vec<String>
         on.push(compare(n, ty, &format!("v.e{i}"))?);
     }
     Some((aliases, on))
+}
+
+/// `t` (as `t`) joined to `n` rows of parameters (as `v`) named `aliases`, on `on`.
+fn joined_rows(t: &TargetTable, aliases: &[String], on: &[String], n: usize) -> String {
+    format!(
+        "{} t JOIN ({}) v ON {}",
+        table_ident(t),
+        derived_rows(aliases, n),
+        on.join(" AND ")
+    )
 }
 
 /// The parameters of `chunk` padded to `n` rows: per row its key, values to set and
@@ -319,5 +320,40 @@ mod tests {
             type_name: "geometry".into(),
             text: String::new(),
         }));
+    }
+
+    /// `comparable_type` answers what `compare` would, without the text.
+    #[test]
+    fn comparable_type_agrees_with_compare() {
+        for ty in [
+            ColumnType::Bool,
+            ColumnType::Int {
+                bytes: 4,
+                unsigned: false,
+            },
+            ColumnType::Float64,
+            ColumnType::Decimal {
+                precision: Some(10),
+                scale: Some(2),
+            },
+            ColumnType::Text {
+                max_chars: None,
+                allows_nul: false,
+            },
+            ColumnType::Bytes { max_len: None },
+            ColumnType::Time { fsp: 6 },
+            ColumnType::Json,
+            ColumnType::Uuid,
+            ColumnType::Enum { labels: vec![] },
+            ColumnType::Unsupported {
+                type_name: "geometry".into(),
+            },
+        ] {
+            assert_eq!(
+                comparable_type(&ty),
+                compare("c", &ty, "?").is_some(),
+                "{ty:?}"
+            );
+        }
     }
 }
